@@ -1,0 +1,30 @@
+# One command to run the example, one to run the tests; each creates .venv and installs on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## run the offline example: governed refunds on the built-in kernel
+	$(BIN)/python examples/refund_desk.py
+
+test: $(STAMP)  ## lint, then the whole test suite, then the benchmarks in quick mode
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/python -m pytest -q
+	$(BIN)/python -m benchmarks --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+
+bench: $(STAMP)  ## the full benchmark table
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

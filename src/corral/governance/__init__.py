@@ -1,0 +1,1 @@
+"""The deterministic governance kernel: effects, phases, rules, budget, approvals, transactions, traces."""
