@@ -1,0 +1,149 @@
+"""Human approvals bound to the exact call: single use, expiring, never self-granted (DESIGN §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.governance.canonical import canonical_json, sha256_hex
+
+PENDING = "pending"
+APPROVED = "approved"
+DENIED = "denied"
+USED = "used"
+EXPIRED = "expired"
+
+
+def binding_hash(session: str, tool: str, args: Mapping[str, Any], phase: str, policy_sha256: str) -> str:
+    """SHA-256 over exactly what was asked: approving one call never approves another."""
+    return sha256_hex(
+        canonical_json({"session": session, "tool": tool, "args": args, "phase": phase, "policy": policy_sha256})
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """What an approver returns to name who decided and why."""
+
+    approved: bool
+    approver: str | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class ApprovalRequest:
+    """A request for a human decision on one exact call (or, with ``tool == "plan"``, a whole plan)."""
+
+    id: str
+    binding: str
+    session: str
+    agent: str | None
+    principal: str | None
+    tool: str
+    args: dict[str, Any]
+    phase: str
+    reason: str
+    created: str
+    expires: str
+    status: str = PENDING
+    approver: str | None = None
+    decided: str | None = None
+    decision_reason: str | None = None
+    plan: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "binding": self.binding,
+            "session": self.session,
+            "agent": self.agent,
+            "principal": self.principal,
+            "tool": self.tool,
+            "args": self.args,
+            "phase": self.phase,
+            "reason": self.reason,
+            "created": self.created,
+            "expires": self.expires,
+            "status": self.status,
+            "approver": self.approver,
+            "decided": self.decided,
+            "decision_reason": self.decision_reason,
+            "plan": self.plan,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequest:
+        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
+        return cls(**known)  # type: ignore[arg-type]
+
+
+def approver_name(approver: Callable[..., Any]) -> str:
+    return getattr(approver, "__name__", None) or type(approver).__name__
+
+
+def normalise(answer: Any, default_name: str) -> Approval:
+    """Accept ``True``/``False``, ``(bool, reason)`` or ``Approval``; anything else is a fault."""
+    if isinstance(answer, Approval):
+        if not isinstance(answer.approved, bool):
+            raise TypeError(f"Approval.approved must be True or False, got {answer.approved!r}")
+        return Approval(answer.approved, answer.approver or default_name, answer.reason)
+    if isinstance(answer, bool):
+        return Approval(answer, default_name, None)
+    if (
+        isinstance(answer, tuple)
+        and len(answer) == 2
+        and isinstance(answer[0], bool)
+        and (answer[1] is None or isinstance(answer[1], str))
+    ):
+        return Approval(answer[0], default_name, answer[1])
+    raise TypeError(f"an approver must return True/False, (bool, reason) or Approval, got {answer!r}")
+
+
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="corral-approver")
+
+
+def _run_any(approver: Callable[..., Any], request: ApprovalRequest) -> Any:
+    result = approver(request)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def ask_sync(approver: Callable[..., Any], request: ApprovalRequest, timeout: float) -> Approval:
+    """Ask from synchronous code; raises ``TimeoutError`` past ``timeout`` seconds."""
+    future = _pool.submit(_run_any, approver, request)
+    try:
+        answer = future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"approver did not answer within {timeout:g}s") from None
+    return normalise(answer, approver_name(approver))
+
+
+async def ask_async(approver: Callable[..., Any], request: ApprovalRequest, timeout: float) -> Approval:
+    """Ask from async code: async approvers are awaited, sync ones run in a worker thread."""
+
+    async def run() -> Any:
+        if inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(
+            getattr(approver, "__call__", None)  # noqa: B004
+        ):
+            return await approver(request)
+        result = await asyncio.to_thread(approver, request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    try:
+        answer = await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"approver did not answer within {timeout:g}s") from None
+    return normalise(answer, approver_name(approver))

@@ -1,0 +1,210 @@
+"""The governance decision, top to bottom: may this call run now, with this tool, at this cost?
+
+``decide`` is pure: it reads the facts it is given and returns a ``Decision`` with every check it made.
+It does no I/O and changes nothing; the governor reserves budget, asks approvers and writes traces
+around it. The checks run in a fixed order — tool, phase, plan, budget, rules — and every one is
+recorded, so a trace always shows the whole argument, not just the first objection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from corral.governance.budget import FORCE_DECIDE, STOP, BudgetState, money
+from corral.governance.effects import READ
+from corral.governance.phases import COMMIT, phase_allows
+from corral.governance.plans import Plan
+from corral.governance.rules import decide as decide_rules
+
+ALLOWED = "allowed"
+FLAGGED = "flagged"
+BLOCKED = "blocked"
+APPROVAL_REQUIRED = "approval_required"
+
+
+class Facts:
+    """What the rules may look at (``RuleFacts``): one object per call, built once, read many times."""
+
+    __slots__ = (
+        "agent",
+        "args",
+        "budget_pct",
+        "call_log",
+        "cost",
+        "effect",
+        "now",
+        "phase",
+        "principal",
+        "remaining",
+        "roles",
+        "spent",
+        "tool",
+    )
+
+    def __init__(
+        self,
+        tool: str,
+        effect: str,
+        phase: str,
+        args: Mapping[str, Any],
+        cost: Decimal,
+        budget: BudgetState,
+        principal: str | None,
+        roles: tuple[str, ...],
+        agent: str | None,
+        now: datetime,
+        call_log: Sequence[tuple[str, datetime]],
+    ) -> None:
+        self.tool = tool
+        self.effect = effect
+        self.phase = phase
+        self.args = args
+        self.cost = cost
+        self.budget_pct = float(budget.fraction * 100)
+        least = budget.least_left
+        self.spent = least.spent if least is not None else Decimal(0)
+        self.remaining = least.remaining if least is not None else None
+        self.principal = principal
+        self.roles = roles
+        self.agent = agent
+        self.now = now
+        self.call_log = call_log
+
+
+@dataclass(slots=True)
+class Decision:
+    """The verdict on one call: ``allowed``, ``flagged``, ``blocked`` or ``approval_required``."""
+
+    decision: str
+    reason: str
+    checks: list[dict[str, Any]]
+    effect: str | None = None
+    cost: Decimal = Decimal(0)
+    plan_step: int | None = None
+    approval_reason: str | None = None
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision in (ALLOWED, FLAGGED)
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything ``decide`` needs about the call and the session it happens in."""
+
+    tool: str
+    effect: str
+    args: Mapping[str, Any]
+    plan_args: Mapping[str, Any]
+    phase: str
+    phases_enabled: bool
+    in_transaction: bool
+    plan: Plan | None
+    cost: Decimal
+    budget: BudgetState
+    facts: Facts
+
+
+def decide(ctx: CallContext, policy: Any) -> Decision:
+    """Run every check in order and combine them: any failed check blocks; rules decide the rest."""
+    checks: list[dict[str, Any]] = []
+    refusals: list[str] = []
+
+    # 1. the tool (the caller has found it registered, or would not be here)
+    checks.append({"check": "tool", "passed": True, "detail": f"{ctx.tool} is registered, effect {ctx.effect}"})
+
+    # 2. the phase: is this effect allowed now?
+    if not ctx.phases_enabled:
+        checks.append({"check": "phase", "passed": True, "detail": "phases are off for this agent"})
+    elif phase_allows(ctx.phase, ctx.effect):
+        checks.append({"check": "phase", "passed": True, "detail": f"{ctx.phase} allows {ctx.effect}"})
+    else:
+        detail = f"{ctx.phase} allows only reads; {ctx.effect} calls need the commit phase"
+        checks.append({"check": "phase", "passed": False, "detail": detail})
+        refusals.append(f"{ctx.effect} call {ctx.tool} is not allowed in {ctx.phase} (commit first)")
+
+    # 3. the plan: under REQUIRE PLAN a write in commit must match an unused step
+    plan_step = None
+    if ctx.effect != READ and ctx.phase == COMMIT and ctx.phases_enabled:
+        plan = ctx.plan
+        if plan is not None:
+            plan_step = plan.find_step(ctx.tool, ctx.plan_args)
+        if policy.require_plan:
+            if plan is None:
+                checks.append({"check": "plan", "passed": False, "detail": "REQUIRE PLAN: no plan bound to commit"})
+                refusals.append(f"{ctx.tool}: REQUIRE PLAN and this commit has no plan (propose one in decide)")
+            elif plan_step is None:
+                detail = f"REQUIRE PLAN: {ctx.tool} with these args matches no unused step of plan {plan.id}"
+                checks.append({"check": "plan", "passed": False, "detail": detail})
+                refusals.append(f"{ctx.tool} with these arguments is not in plan {plan.id} (or already used)")
+            else:
+                checks.append(
+                    {"check": "plan", "passed": True, "detail": f"matches step {plan_step + 1} of plan {plan.id}"}
+                )
+        elif plan is not None:
+            detail = (
+                f"matches step {plan_step + 1} of plan {plan.id}"
+                if plan_step is not None
+                else f"not in plan {plan.id} (plans are not required)"
+            )
+            checks.append({"check": "plan", "passed": True, "detail": detail})
+
+    # 4. the budget gate, judged before this call's own reservation
+    budget = ctx.budget
+    gate = budget.gate
+    if budget.tightest is None:
+        checks.append({"check": "budget", "passed": True, "detail": "no budget", "gate": None})
+    else:
+        t = budget.tightest
+        used = money(t.spent + t.reserved)
+        base = f"{used} of {money(t.limit)} ({budget.pct:g}%) used in {t.kind}; this call ~{money(ctx.cost)}"
+        if gate == STOP:
+            checks.append({"check": "budget", "passed": False, "detail": f"stop gate: {base}", "gate": gate})
+            refusals.append(f"budget stop gate reached ({budget.pct:g}% of {money(t.limit)} used)")
+        elif gate == FORCE_DECIDE and ctx.effect != READ:
+            checks.append({"check": "budget", "passed": False, "detail": f"force_decide gate: {base}", "gate": gate})
+            refusals.append(
+                f"budget force_decide gate reached ({budget.pct:g}% used): no writes; go back to decide and re-plan"
+            )
+        elif any(u is not None and ctx.cost > u.remaining for u in (budget.least_left,)):
+            detail = f"does not fit: {base}, {money(budget.least_left.remaining)} left"  # type: ignore[union-attr]
+            checks.append({"check": "budget", "passed": False, "detail": detail, "gate": gate})
+            refusals.append(f"{ctx.tool} would cost ~{money(ctx.cost)}, more than the budget has left")
+        else:
+            checks.append({"check": "budget", "passed": True, "detail": base, "gate": gate})
+
+    # 5. the rules: every rule aimed at this tool, deny-overrides
+    outcomes = policy.evaluate(ctx.facts)
+    for outcome in outcomes:
+        checks.append(outcome.to_check())
+    verdict = decide_rules(outcomes, policy.default)
+
+    if refusals:
+        return Decision(BLOCKED, "; ".join(refusals), checks, ctx.effect, ctx.cost, plan_step)
+    flags = [o.text for o in verdict.deciding] if verdict.decision == FLAGGED else []
+    if verdict.decision == "blocked":
+        return Decision(BLOCKED, verdict.reason, checks, ctx.effect, ctx.cost, plan_step)
+    if verdict.decision == "approval_required":
+        return Decision(
+            APPROVAL_REQUIRED, verdict.reason, checks, ctx.effect, ctx.cost, plan_step, verdict.reason
+        )
+    if verdict.decision == FLAGGED:
+        first = min(verdict.deciding, key=lambda o: o.source)
+        reason = f"allowed, flagged for review: {first.because or first.text} ({first.source})"
+    else:
+        reason = _allowed_reason(ctx, outcomes)
+    return Decision(verdict.decision, reason, checks, ctx.effect, ctx.cost, plan_step, None, flags)
+
+
+def _allowed_reason(ctx: CallContext, outcomes: Sequence[Any]) -> str:
+    allows = [o for o in outcomes if o.action == "allow" and o.matched]
+    if allows:
+        first = min(allows, key=lambda o: o.source)
+        return f"{first.text} ({first.source})"
+    phase = "phases off" if not ctx.phases_enabled else f"{ctx.phase} allows {ctx.effect}"
+    return f"{phase}; no rule objects"

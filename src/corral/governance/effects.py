@@ -1,0 +1,159 @@
+"""Tools and their effects: what a tool may do to the world decides when it may run (DESIGN §2)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from corral.errors import ConfigError
+
+READ = "read"
+REVERSIBLE = "reversible"
+IRREVERSIBLE = "irreversible"
+EFFECTS = (READ, REVERSIBLE, IRREVERSIBLE)
+
+_OPTIONS = frozenset(
+    {"effect", "effect_fn", "cost", "cost_fn", "compensate", "retryable", "compensate_unknown", "description"}
+)
+
+
+def to_money(value: Any, what: str) -> Decimal:
+    """Exact decimal money from a user number; floats go through ``str`` so 0.1 stays 0.1."""
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int | float | str):
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation:
+            raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    else:
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if not result.is_finite() or result < 0:
+        raise ConfigError(f"{what} must be a finite number ≥ 0, got {value!r}")
+    return result
+
+
+def check_effect(effect: Any, tool: str) -> str:
+    if effect not in EFFECTS:
+        raise ConfigError(
+            f"tool {tool!r}: unknown effect {effect!r}; expected one of read, reversible, irreversible"
+        )
+    return effect
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A registered tool: the callable plus everything governance needs to know about it."""
+
+    name: str
+    fn: Callable[..., Any]
+    effect: str = IRREVERSIBLE
+    effect_fn: Callable[[Mapping[str, Any]], str] | None = None
+    cost: Decimal | Callable[..., Any] = Decimal(0)
+    cost_fn: Callable[[Any], Any] | None = None
+    compensate: Callable[..., Any] | None = None
+    retryable: bool = False
+    compensate_unknown: bool = False
+    description: str = ""
+    signature: inspect.Signature | None = field(default=None, repr=False)
+    is_async: bool = False
+    compensate_is_async: bool = False
+    checked: bool = False
+
+    @classmethod
+    def build(cls, name: Any, fn: Any, options: Mapping[str, Any]) -> ToolSpec:
+        """Validate everything that can be validated now; the compensation check waits for ``check``."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"a tool name must be a non-empty string, got {name!r}")
+        if not callable(fn):
+            raise ConfigError(f"tool {name!r}: {fn!r} is not callable")
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigError(f"tool {name!r}: unknown option(s) {', '.join(sorted(unknown))}")
+        effect = check_effect(options.get("effect", IRREVERSIBLE), name)
+        effect_fn = options.get("effect_fn")
+        if effect_fn is not None and not callable(effect_fn):
+            raise ConfigError(f"tool {name!r}: effect_fn must be callable")
+        cost = options.get("cost", 0)
+        if cost is None:
+            cost = 0
+        if not callable(cost):
+            cost = to_money(cost, f"tool {name!r}: cost")
+        cost_fn = options.get("cost_fn")
+        if cost_fn is not None and not callable(cost_fn):
+            raise ConfigError(f"tool {name!r}: cost_fn must be callable")
+        compensate = options.get("compensate")
+        if compensate is not None and not callable(compensate):
+            raise ConfigError(f"tool {name!r}: compensate must be callable")
+        for flag in ("retryable", "compensate_unknown"):
+            if not isinstance(options.get(flag, False), bool):
+                raise ConfigError(f"tool {name!r}: {flag} must be True or False")
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            signature = None
+        spec = cls(
+            name=name,
+            fn=fn,
+            effect=effect,
+            effect_fn=effect_fn,
+            cost=cost,
+            cost_fn=cost_fn,
+            compensate=compensate,
+            retryable=options.get("retryable", False),
+            compensate_unknown=options.get("compensate_unknown", False),
+            description=options.get("description") or (inspect.getdoc(fn) or "").split("\n")[0],
+            signature=signature,
+            is_async=inspect.iscoroutinefunction(fn),
+        )
+        spec.set_compensation(compensate)
+        return spec
+
+    def set_compensation(self, compensate: Callable[..., Any] | None) -> None:
+        self.compensate = compensate
+        self.compensate_is_async = compensate is not None and inspect.iscoroutinefunction(compensate)
+
+    def check(self) -> None:
+        """The checks that need the whole declaration, compensation included."""
+        if self.effect == REVERSIBLE and self.compensate is None:
+            raise ConfigError(
+                f"tool {self.name!r} is reversible but has no compensation: pass compensate=… "
+                f"or decorate one with @{self.name}.compensate (or declare it irreversible)"
+            )
+        self.checked = True
+
+    def bind(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments as the tool will receive them, signature defaults applied.
+
+        Raises ``TypeError`` naming the problem when they do not fit the signature.
+        """
+        if self.signature is None:
+            return dict(args)
+        bound = self.signature.bind(**args)
+        bound.apply_defaults()
+        result: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            kind = self.signature.parameters[key].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                result.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                result[key] = value
+        return result
+
+    def effect_for(self, args: Mapping[str, Any]) -> str:
+        if self.effect_fn is None:
+            return self.effect
+        effect = self.effect_fn(args)
+        if effect not in EFFECTS:
+            raise ConfigError(f"tool {self.name!r}: effect_fn returned {effect!r}, not an effect")
+        return effect
+
+    def estimate(self, args: Mapping[str, Any]) -> Decimal:
+        if callable(self.cost):
+            return to_money(self.cost(args), f"tool {self.name!r}: cost(args)")
+        return self.cost

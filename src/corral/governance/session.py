@@ -1,0 +1,369 @@
+"""A session: one run of one agent for one principal — its phase, plan, budget scope and audit chain."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from corral.errors import Blocked, ConfigError, PhaseError, TransactionFailed
+from corral.governance.budget import FORCE_DECIDE, STOP, BudgetView
+from corral.governance.ids import new_id
+from corral.governance.phases import COMMIT, DECIDE, EXPLORE, check_transition
+from corral.governance.plans import Plan
+from corral.governance.traces import Trace, iso, merge_records
+
+
+class Session:
+    """Made by ``gov.session(...)``. Calls go through ``s.call``; phases are ``with`` blocks."""
+
+    def __init__(
+        self,
+        governor: Any,
+        session_id: str,
+        principal: str | None,
+        roles: tuple[str, ...],
+        phase: str = EXPLORE,
+        plan: Plan | None = None,
+        created: str | None = None,
+    ) -> None:
+        self.governor = governor
+        self.id = session_id
+        self.principal = principal
+        self.roles = roles
+        self._phase = phase
+        self.plan = plan
+        self.plans: dict[str, Plan] = {}
+        self.created = created
+        self.lock = threading.RLock()
+        self.call_log: list[tuple[str, datetime]] = []
+        self._tx: Any = None
+
+    # ----------------------------------------------------------------------------- start and resume
+
+    @classmethod
+    def start(cls, governor: Any, principal: Any, roles: Any) -> Session:
+        if principal is not None and (not isinstance(principal, str) or not principal.strip()):
+            raise ConfigError(f"principal must be a non-empty name or None, got {principal!r}")
+        if isinstance(roles, str):
+            roles = [roles]
+        if not isinstance(roles, Iterable) or not all(isinstance(r, str) and r for r in roles):
+            raise ConfigError(f"roles must be a list of names, got {roles!r}")
+        session = cls(governor, new_id(), principal, tuple(roles), created=iso(governor.now()))
+        session._save()
+        return session
+
+    @classmethod
+    def resume(cls, governor: Any, session_id: Any) -> Session:
+        if not isinstance(session_id, str) or not session_id:
+            raise ConfigError(f"a session id is a non-empty string, got {session_id!r}")
+        record = governor.store.get_session(session_id)
+        if record is None:
+            raise ConfigError(f"no session {session_id!r} in the store {governor.store.url}")
+        if record.get("agent") != governor.agent:
+            raise ConfigError(
+                f"session {session_id!r} belongs to agent {record.get('agent')!r}, not {governor.agent!r}"
+            )
+        plans = {p["id"]: Plan.from_dict(p) for p in record.get("plans") or ()}
+        plan = plans.get(record.get("plan") or "")
+        phase = record.get("phase", EXPLORE)
+        session = cls(
+            governor, session_id, record.get("principal"), tuple(record.get("roles") or ()),
+            EXPLORE if phase == COMMIT else phase, plan, record.get("created"),
+        )
+        session.plans = plans
+        for trace in session.traces:
+            if trace.kind == "call" and trace.outcome and trace.decision in ("allowed", "flagged", "approved"):
+                session.call_log.append((trace.tool, datetime.fromisoformat(trace.ts.replace("Z", "+00:00"))))
+        return session
+
+    def _save(self) -> None:
+        self.governor.store.put_session(
+            {
+                "id": self.id,
+                "agent": self.governor.agent,
+                "principal": self.principal,
+                "roles": list(self.roles),
+                "phase": self._phase,
+                "plan": self.plan.id if self.plan is not None else None,
+                "plans": [p.to_dict() for p in self.plans.values()],
+                "tx": self._tx.id if self._tx is not None else None,
+                "created": self.created,
+                "updated": iso(self.governor.now()),
+            }
+        )
+
+    # ------------------------------------------------------------------------------------- state
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @property
+    def open_transaction(self) -> Any:
+        tx = self._tx
+        return tx if tx is not None and tx.state == "open" else None
+
+    @property
+    def budget(self) -> BudgetView:
+        return self.governor.budget_state(self.id).view()
+
+    @property
+    def traces(self) -> list[Trace]:
+        return merge_records(self.governor.store.records(self.id))
+
+    def note_executed(self, tool: str, when: datetime) -> None:
+        self.call_log.append((tool, when))
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.principal} {self._phase}>"
+
+    # ------------------------------------------------------------------------------------- calls
+
+    def call(self, tool: str, /, **args: Any) -> Any:
+        """Govern and run a tool. Inside a commit block it is a step of the transaction."""
+        tx = self.open_transaction
+        if tx is not None:
+            return tx.call(tool, **args)
+        if not self.governor.phases and self._is_write(tool, args):
+            return self._one_step(tool, args)
+        return self.governor.invoke(self, tool, args)
+
+    async def acall(self, tool: str, /, **args: Any) -> Any:
+        tx = self.open_transaction
+        if tx is not None:
+            return await tx.acall(tool, **args)
+        if not self.governor.phases and self._is_write(tool, args):
+            return await self._aone_step(tool, args)
+        return await self.governor.ainvoke(self, tool, args)
+
+    def _is_write(self, tool: str, args: dict[str, Any]) -> bool:
+        spec = self.governor.tools.get(tool)
+        if spec is None:
+            return False
+        try:
+            return spec.effect_for(spec.bind(args)) != "read"
+        except Exception:
+            return False  # the governed path will refuse it with a trace
+
+    def _one_step(self, tool: str, args: dict[str, Any]) -> Any:
+        """With phases off, a write outside a transaction is its own one-step transaction."""
+        from corral.governance.transactions import Transaction
+
+        tx = Transaction(self.governor, self, None, implicit=True)
+        try:
+            result = tx.call(tool, **args)
+        except TransactionFailed as failed:
+            raise failed.__cause__ or failed from None
+        tx.finish(None)
+        return result
+
+    async def _aone_step(self, tool: str, args: dict[str, Any]) -> Any:
+        from corral.governance.transactions import Transaction
+
+        tx = Transaction(self.governor, self, None, implicit=True)
+        try:
+            result = await tx.acall(tool, **args)
+        except TransactionFailed as failed:
+            raise failed.__cause__ or failed from None
+        await tx.afinish(None)
+        return result
+
+    # ------------------------------------------------------------------------------------ phases
+
+    def _enter(self, target: str) -> None:
+        with self.lock:
+            if self.open_transaction is not None:
+                raise self._phase_refusal(target, f"cannot enter {target} inside an open commit block")
+            if self.governor.phases:
+                try:
+                    check_transition(self._phase, target)
+                except PhaseError as exc:
+                    raise self._phase_refusal(target, str(exc)) from None
+            if self._phase != target:
+                self._phase = target
+                self._save()
+
+    def _phase_refusal(self, target: str, reason: str, exc_type: type = PhaseError) -> Exception:
+        record = {
+            "kind": "phase",
+            "tool": f"phase:{target}",
+            "effect": None,
+            "decision": "blocked",
+            "reason": reason,
+            "checks": [{"check": "phase", "passed": False, "detail": reason}],
+            "budget": self.budget.to_dict(),
+        }
+        try:
+            trace = self.governor.record_event(self, record)
+        except Exception:
+            trace = Trace(record)
+        return exc_type(reason, trace=trace)
+
+    def explore(self) -> _PhaseBlock:
+        """``with s.explore():`` — reads only. Leaving the block keeps the phase."""
+        return _PhaseBlock(self, EXPLORE)
+
+    def decide(self) -> _PhaseBlock:
+        """``with s.decide():`` — reads, plus ``s.propose(...)``."""
+        return _PhaseBlock(self, DECIDE)
+
+    def commit(self, plan: Plan | str | None = None) -> _CommitBlock:
+        """``with s.commit(plan=plan) as tx:`` — a transaction over the writes; leaving it commits or rolls back."""
+        return _CommitBlock(self, plan)
+
+    def back_to(self, phase: str) -> None:
+        """Move between phases outside a ``with`` block (the harness's and the CLI's form)."""
+        if phase == COMMIT:
+            raise PhaseError("enter commit with s.commit(plan=...), which opens the transaction")
+        self._enter(phase)
+
+    # -------------------------------------------------------------------------------------- plans
+
+    def propose(self, steps: Any, rationale: str = "") -> Plan:
+        """Record a plan in decide: ``[{"tool": ..., "args": {...}}]``, ``"*"`` matches any value."""
+        if self.governor.phases and self._phase != DECIDE:
+            raise self._phase_refusal(DECIDE, f"propose needs the decide phase (the session is in {self._phase})")
+        plan = Plan.from_steps(steps, rationale)
+        unknown = [s.tool for s in plan.steps if s.tool not in self.governor.tools]
+        if unknown:
+            raise ConfigError(f"plan names unknown tool(s): {', '.join(unknown)}")
+        with self.lock:
+            self.plans[plan.id] = plan
+            self.plan = plan
+            self._save()
+        self.governor.record_event(
+            self,
+            {
+                "kind": "plan",
+                "tool": "propose",
+                "effect": "read",
+                "plan": plan.id,
+                "args": {"steps": [s.to_dict() for s in plan.steps], "rationale": rationale},
+                "decision": "allowed",
+                "reason": f"plan {plan.id} proposed: {len(plan.steps)} step(s), sha256 {plan.sha256[:12]}…",
+                "checks": [{"check": "phase", "passed": True, "detail": f"{self._phase} allows propose"}],
+                "plan_sha256": plan.sha256,
+                "outcome": {"status": "ok", "cost": 0.0, "duration_ms": 0.0, "error": None},
+            },
+        )
+        return plan
+
+    def approve_plan(self, plan: Plan | str, approver: str, reason: str | None = None) -> Plan:
+        """Approve a whole plan: calls that match it need no further approval under REQUIRE APPROVAL."""
+        found = self._plan(plan)
+        if not isinstance(approver, str) or not approver:
+            raise ConfigError("a plan approval must name who approves (approver='bob')")
+        if approver == self.principal and not self.governor.allow_self_approval:
+            raise ConfigError(f"{approver} cannot approve their own plan")
+        with self.lock:
+            found.approved_by = approver
+            self._save()
+        self.governor.record_event(
+            self,
+            {
+                "kind": "plan",
+                "tool": "approve_plan",
+                "effect": "read",
+                "plan": found.id,
+                "args": {"plan": found.id, "sha256": found.sha256},
+                "decision": "approved",
+                "reason": f"plan {found.id} approved by {approver}" + (f": {reason}" if reason else ""),
+                "checks": [{"check": "approval", "passed": True, "approver": approver, "detail": reason or ""}],
+                "outcome": {"status": "ok", "cost": 0.0, "duration_ms": 0.0, "error": None},
+            },
+        )
+        return found
+
+    def _plan(self, plan: Plan | str | None) -> Plan:
+        if isinstance(plan, Plan):
+            found = self.plans.get(plan.id)
+            if found is None:
+                raise ConfigError(f"plan {plan.id} was not proposed in session {self.id}")
+            return found
+        if isinstance(plan, str):
+            found = self.plans.get(plan)
+            if found is None:
+                raise ConfigError(f"no plan {plan!r} in session {self.id}")
+            return found
+        raise ConfigError(f"expected a Plan or a plan id, got {plan!r}")
+
+
+class _PhaseBlock:
+    def __init__(self, session: Session, phase: str) -> None:
+        self.session = session
+        self.phase = phase
+
+    def __enter__(self) -> Session:
+        self.session._enter(self.phase)
+        return self.session
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+
+class _CommitBlock:
+    def __init__(self, session: Session, plan: Plan | str | None) -> None:
+        self.session = session
+        self.plan = plan
+        self.tx: Any = None
+
+    def __enter__(self) -> Any:
+        from corral.governance.transactions import Transaction
+
+        s = self.session
+        with s.lock:
+            if s.open_transaction is not None:
+                raise s._phase_refusal(COMMIT, "a commit block is already open in this session")
+            if s.governor.phases:
+                try:
+                    check_transition(s.phase, COMMIT)
+                except PhaseError as exc:
+                    raise s._phase_refusal(COMMIT, str(exc)) from None
+            plan = s._plan(self.plan) if self.plan is not None else None
+            state = s.governor.budget_state(s.id)
+            if state.gate in (FORCE_DECIDE, STOP):
+                if not (state.gate == FORCE_DECIDE and plan is not None and plan.approved_by):
+                    raise s._phase_refusal(
+                        COMMIT,
+                        f"budget {state.gate} gate reached ({state.pct:g}% used): no new commit",
+                        Blocked,
+                    )
+            self.tx = Transaction(s.governor, s, plan)
+            s._tx = self.tx
+            s.plan = plan
+            s._phase = COMMIT
+            s._save()
+        return self.tx
+
+    def _leave(self) -> None:
+        s = self.session
+        with s.lock:
+            s._tx = None
+            s._phase = EXPLORE
+            s.plan = None
+            s._save()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            self.tx.finish(exc)
+        finally:
+            self._leave()
+        return False
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            await self.tx.afinish(exc)
+        finally:
+            self._leave()
+        return False

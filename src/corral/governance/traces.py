@@ -1,0 +1,136 @@
+"""Proof traces: the record of *why* each call was allowed or refused (DESIGN §8).
+
+A decision is stored as one record before the call runs (durable for writes) and its outcome as a
+second record chained after it; ``Trace`` merges the two so a reader sees one decision with its outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+REDACTED = "[redacted]"
+
+DECISIONS = ("allowed", "flagged", "approved", "pending", "denied", "blocked")
+
+
+def iso(ts: datetime) -> str:
+    """UTC, millisecond precision, ``Z`` suffix: sortable text that every reader parses."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def redact(args: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """Replace the values of named arguments (at any depth) with ``"[redacted]"``."""
+    if not names:
+        return dict(args)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: REDACTED if k in names else walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(args)
+
+
+class Trace:
+    """One governance decision with its outcome. Every JSON field is an attribute too."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            if name in _OPTIONAL:
+                return None
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Trace is a record; it does not change")
+
+    def __repr__(self) -> str:
+        d = self._data
+        return f"<Trace {d.get('kind', 'call')} {d.get('tool')} {d.get('decision')}: {d.get('reason')}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trace) and other._data == self._data
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        import copy
+
+        return copy.deepcopy(self._data)
+
+    @property
+    def status(self) -> str | None:
+        outcome = self._data.get("outcome") or {}
+        return outcome.get("status")
+
+    def explain(self) -> str:
+        """The lines a person reads: the verdict, then each check with what it compared."""
+        d = self._data
+        kind = d.get("kind", "call")
+        head = f"{d.get('tool')}"
+        if kind != "call":
+            head = f"{kind} {head}"
+        lines = [f"{head} — {d.get('decision')} because {d.get('reason')}"]
+        lines.append(
+            f"  session {d.get('session')} · principal {d.get('principal')} · phase {d.get('phase')}"
+            f" · effect {d.get('effect')}" + (f" · tx {d['tx']}" if d.get("tx") else "")
+        )
+        for check in d.get("checks") or ():
+            lines.append("  " + _explain_check(check))
+        outcome = d.get("outcome")
+        if outcome:
+            text = f"  outcome: {outcome.get('status')}"
+            if outcome.get("cost") is not None:
+                text += f", cost ${outcome['cost']:g}" if isinstance(outcome["cost"], int | float) else ""
+            if outcome.get("duration_ms") is not None:
+                text += f", {outcome['duration_ms']} ms"
+            if outcome.get("error"):
+                text += f", error: {outcome['error']}"
+            lines.append(text)
+        return "\n".join(lines)
+
+
+def _explain_check(check: Mapping[str, Any]) -> str:
+    name = check.get("check")
+    if name == "rule":
+        if check.get("indeterminate"):
+            verdict = "indeterminate"
+        else:
+            verdict = "matched" if check.get("matched") else "not matched"
+        return f"✓ rule {check.get('rule')!r} ({check.get('source')}): {verdict} — {check.get('detail')}" if (
+            not check.get("matched")
+        ) else f"• rule {check.get('rule')!r} ({check.get('source')}): {verdict} — {check.get('detail')}"
+    mark = "✓" if check.get("passed") else "✗"
+    return f"{mark} {name}: {check.get('detail')}"
+
+
+_OPTIONAL = frozenset(
+    {"tx", "plan", "approval", "outcome", "prev", "hash", "ref", "compensates", "gate", "flags"}
+)
+
+
+def merge_records(records: Iterable[Mapping[str, Any]]) -> list[Trace]:
+    """Chain order, one Trace per decision, each outcome record merged into its decision."""
+    traces: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.get("kind") == "outcome":
+            target = by_id.get(record.get("ref", ""))
+            if target is not None:
+                target["outcome"] = dict(record.get("outcome") or {})
+                target["outcome_hash"] = record.get("hash")
+            continue
+        merged = dict(record)
+        traces.append(merged)
+        by_id[merged["id"]] = merged
+    return [Trace(t) for t in traces]

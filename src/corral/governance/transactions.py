@@ -1,0 +1,437 @@
+"""The commit phase as a saga with a durable log: all-or-nothing up to the pivot (DESIGN §7).
+
+Each non-read step writes INTENT before it runs and DONE (or FAILED) after. When a step fails or an
+exception leaves the block, the DONE reversible steps are compensated in reverse order, each with the
+``Call`` it undoes; an irreversible step that has run is the pivot, after which only retries remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from corral.errors import (
+    ApprovalDenied,
+    ApprovalPending,
+    Blocked,
+    GovernanceError,
+    PhaseError,
+    TransactionFailed,
+)
+from corral.governance.calls import Call, PendingCall
+from corral.governance.effects import IRREVERSIBLE, READ
+from corral.governance.governor import run_async, run_async_positional, run_sync, run_sync_positional
+from corral.governance.ids import new_id
+from corral.governance.traces import iso
+
+OPEN = "open"
+COMMITTED = "committed"
+ROLLING_BACK = "rolling_back"
+ROLLED_BACK = "rolled_back"
+NEEDS_ATTENTION = "needs_attention"
+STATES = (OPEN, COMMITTED, ROLLING_BACK, ROLLED_BACK, NEEDS_ATTENTION)
+
+INTENT = "INTENT"
+DONE = "DONE"
+FAILED = "FAILED"
+COMPENSATING = "COMPENSATING"
+COMPENSATED = "COMPENSATED"
+COMPENSATION_FAILED = "COMPENSATION_FAILED"
+
+REFUSALS = (Blocked, ApprovalPending, ApprovalDenied)
+
+
+def json_safe(value: Any) -> Any:
+    """A result as the log can keep it: JSON values as they are, anything else as its repr."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return repr(value)
+
+
+class Step:
+    """A non-read call that ran (or was attempted) inside the transaction."""
+
+    __slots__ = ("call", "compensated", "pc", "seq", "status", "trace_id")
+
+    def __init__(self, seq: int, call: Call, trace_id: str, pc: PendingCall | None = None) -> None:
+        self.seq = seq
+        self.call = call
+        self.trace_id = trace_id
+        self.status = INTENT
+        self.compensated = False
+        self.pc = pc
+
+
+class Transaction:
+    """The open commit block. ``tx.call`` runs a tool now; ``tx.defer`` queues one for the end."""
+
+    def __init__(self, governor: Any, session: Any, plan: Any = None, *, implicit: bool = False) -> None:
+        self.governor = governor
+        self.session = session
+        self.plan = plan
+        self.id = new_id()
+        self.state = OPEN
+        self.steps: list[Step] = []
+        self.deferred: list[tuple[str, dict[str, Any]]] = []
+        self.pivoted = False
+        self.implicit = implicit
+        self.error: BaseException | None = None
+        self.failed_compensations: list[dict[str, Any]] = []
+        self._stored = False
+
+    def __repr__(self) -> str:
+        return f"<Transaction {self.id} {self.state}, {len(self.steps)} step(s)>"
+
+    # ------------------------------------------------------------------------------------------ log
+
+    def _ensure_stored(self) -> None:
+        if self._stored:
+            return
+        from corral.governance.recovery import owner_identity
+
+        store = self.governor.store
+        store.put_transaction(
+            {
+                "id": self.id,
+                "session": self.session.id,
+                "agent": self.governor.agent,
+                "state": self.state,
+                "plan": self.plan.id if self.plan is not None else None,
+                "owner": owner_identity(),
+                "created": iso(self.governor.now()),
+            }
+        )
+        self._stored = True
+
+    def _log(self, step: Step, status: str, **fields: Any) -> None:
+        step.status = status
+        entry = {
+            "seq": step.seq,
+            "status": status,
+            "tool": step.call.tool,
+            "args": step.call.args,
+            "key": step.call.idempotency_key,
+            "effect": step.call.effect,
+            "trace": step.trace_id,
+            "ts": iso(self.governor.now()),
+        }
+        entry.update(fields)
+        self.governor.store.log_step(self.id, entry)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if self._stored:
+            self.governor.store.update_transaction(self.id, {"state": state})
+
+    def _check_open(self, tool: str) -> None:
+        if self.state != OPEN:
+            raise PhaseError(f"transaction {self.id} is {self.state}; it takes no more calls (tried {tool})")
+
+    # -------------------------------------------------------------------------------------- calls
+
+    def _begin(self, pc: PendingCall) -> Step | None:
+        """After the decision is recorded: reads are not logged; a write gets INTENT, durably."""
+        if pc.effect == READ:
+            return None
+        seq = len(self.steps) + 1
+        call = Call(
+            tool=pc.name,
+            args=dict(pc.given),
+            idempotency_key=f"{self.id}:{seq}",
+            tx=self.id,
+            session=self.session.id,
+            effect=pc.effect,
+        )
+        step = Step(seq, call, pc.record["id"], pc)
+        try:
+            self._ensure_stored()
+            self._log(step, INTENT)
+        except Exception as exc:
+            self.governor._release(pc)
+            raise Blocked(f"governance fault: the transaction log could not be written: {exc!r}") from None
+        self.steps.append(step)
+        return step
+
+    def _done(self, step: Step | None, pc: PendingCall, result: Any) -> None:
+        self.governor._finish(pc, result=result)
+        if step is None:
+            return
+        step.call.result = result
+        self._log(step, DONE, result=json_safe(result))
+        if pc.effect == IRREVERSIBLE:
+            self.pivoted = True
+
+    def _failed(self, step: Step | None, pc: PendingCall, exc: BaseException) -> None:
+        self.governor._finish(pc, error=exc)
+        if step is not None:
+            step.call.error = f"{type(exc).__name__}: {exc}"
+            self._log(step, FAILED, error=step.call.error)
+
+    def call(self, tool: str, /, **args: Any) -> Any:
+        """Govern and run ``tool`` now. A refusal raises and leaves the transaction open; a failure rolls back."""
+        self._check_open(tool)
+        pc = self.governor._prepare(self.session, tool, args, self)
+        self.governor._authorize(pc)
+        self.governor._record(pc)
+        step = self._begin(pc)
+        try:
+            result = run_sync(pc.spec.fn, args)
+        except Exception as exc:
+            if step is not None and self.pivoted and pc.spec.retryable:
+                result = self._retry(step, pc, exc)
+            else:
+                self._failed(step, pc, exc)
+                self._fail(exc, f"{tool} failed: {exc}")
+        self._done(step, pc, result)
+        return result
+
+    async def acall(self, tool: str, /, **args: Any) -> Any:
+        self._check_open(tool)
+        pc = self.governor._prepare(self.session, tool, args, self)
+        await self.governor._aauthorize(pc)
+        self.governor._record(pc)
+        step = self._begin(pc)
+        try:
+            result = await run_async(pc.spec.fn, args)
+        except Exception as exc:
+            if step is not None and self.pivoted and pc.spec.retryable:
+                result = await self._aretry(step, pc, exc)
+            else:
+                self._failed(step, pc, exc)
+                await self._afail(exc, f"{tool} failed: {exc}")
+        self._done(step, pc, result)
+        return result
+
+    def _retry(self, step: Step, pc: PendingCall, exc: Exception) -> Any:
+        last: Exception = exc
+        for attempt in range(2, self.governor.step_tries + 1):
+            time.sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
+            self._log(step, FAILED, error=f"{type(last).__name__}: {last}", attempt=attempt - 1)
+            try:
+                return run_sync(pc.spec.fn, step.call.args)
+            except Exception as again:
+                last = again
+        self._failed(step, pc, last)
+        self._stuck(last, f"{step.call.tool} failed after the pivot, {self.governor.step_tries} tries: {last}")
+        raise AssertionError("unreachable")
+
+    async def _aretry(self, step: Step, pc: PendingCall, exc: Exception) -> Any:
+        last: Exception = exc
+        for attempt in range(2, self.governor.step_tries + 1):
+            await asyncio.sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
+            self._log(step, FAILED, error=f"{type(last).__name__}: {last}", attempt=attempt - 1)
+            try:
+                return await run_async(pc.spec.fn, step.call.args)
+            except Exception as again:
+                last = again
+        self._failed(step, pc, last)
+        self._stuck(last, f"{step.call.tool} failed after the pivot, {self.governor.step_tries} tries: {last}")
+        raise AssertionError("unreachable")
+
+    def defer(self, tool: str, /, **args: Any) -> None:
+        """Queue a call (typically irreversible) to run after the block, once every other step succeeded.
+
+        It is checked now, so a refusal surfaces at once, and checked again when it runs.
+        """
+        self._check_open(tool)
+        try:
+            self.governor._prepare(self.session, tool, args, self, dry=True)
+        except GovernanceError as exc:
+            if exc.trace is not None:
+                self.governor.store.append(self.session.id, exc.trace.to_dict(), durable=True)
+            raise
+        self.deferred.append((tool, dict(args)))
+
+    async def adefer(self, tool: str, /, **args: Any) -> None:
+        self.defer(tool, **args)
+
+    # ---------------------------------------------------------------------------------- the end
+
+    def _stuck(self, cause: BaseException, message: str) -> None:
+        """After the pivot nothing can be undone: say exactly what is stuck."""
+        self.error = cause
+        self._set_state(NEEDS_ATTENTION)
+        done = [f"{s.call.tool} ({s.call.idempotency_key})" for s in self.steps if s.status == DONE]
+        detail = f"{message}; already done and kept: {', '.join(done) or 'nothing'}"
+        raise TransactionFailed(
+            f"transaction {self.id} needs attention: {detail}", tx=self,
+            failed_compensations=self.failed_compensations,
+        ) from cause
+
+    def _fail(self, cause: BaseException, message: str) -> None:
+        if self.pivoted:
+            self._stuck(cause, message)
+        self.error = cause
+        self.rollback()
+        raise self._failure(cause, message) from cause
+
+    async def _afail(self, cause: BaseException, message: str) -> None:
+        if self.pivoted:
+            self._stuck(cause, message)
+        self.error = cause
+        await self.arollback()
+        raise self._failure(cause, message) from cause
+
+    def _failure(self, cause: BaseException, message: str) -> TransactionFailed:
+        outcome = "rolled back" if self.state == ROLLED_BACK else "needs attention"
+        failed = ", ".join(f"{f['tool']} ({f['error']})" for f in self.failed_compensations)
+        text = f"transaction {self.id} {outcome}: {message}"
+        if failed:
+            text += f"; compensations that failed: {failed}"
+        return TransactionFailed(text, tx=self, failed_compensations=self.failed_compensations)
+
+    def finish(self, exc: BaseException | None) -> None:
+        """Leave the block: run the deferred calls and commit, or roll back and raise ``TransactionFailed``."""
+        if self.state != OPEN:
+            return
+        if exc is not None:
+            if self.pivoted:
+                self._stuck(exc, f"the block raised {type(exc).__name__}: {exc}")
+            self.error = exc
+            self.rollback()
+            raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
+        for tool, args in self.deferred:
+            try:
+                self.call(tool, **args)
+            except TransactionFailed:
+                raise
+            except GovernanceError as refused:
+                self._fail(refused, f"deferred {tool} was refused: {refused}")
+        self._set_state(COMMITTED)
+
+    async def afinish(self, exc: BaseException | None) -> None:
+        if self.state != OPEN:
+            return
+        if exc is not None:
+            if self.pivoted:
+                self._stuck(exc, f"the block raised {type(exc).__name__}: {exc}")
+            self.error = exc
+            await self.arollback()
+            raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
+        for tool, args in self.deferred:
+            try:
+                await self.acall(tool, **args)
+            except TransactionFailed:
+                raise
+            except GovernanceError as refused:
+                await self._afail(refused, f"deferred {tool} was refused: {refused}")
+        self._set_state(COMMITTED)
+
+    # -------------------------------------------------------------------------------- compensation
+
+    def _to_compensate(self) -> list[Step]:
+        return [s for s in reversed(self.steps) if s.status == DONE and s.call.effect != READ]
+
+    def rollback(self) -> None:
+        """Compensate every DONE reversible step, newest first; never swallow a failure."""
+        self._set_state(ROLLING_BACK)
+        for step in self._to_compensate():
+            self._compensate(step, sync=True)
+        self._set_state(NEEDS_ATTENTION if self.failed_compensations else ROLLED_BACK)
+
+    async def arollback(self) -> None:
+        self._set_state(ROLLING_BACK)
+        for step in self._to_compensate():
+            await self._acompensate(step)
+        self._set_state(NEEDS_ATTENTION if self.failed_compensations else ROLLED_BACK)
+
+    def _compensation_for(self, step: Step) -> Any:
+        spec = self.governor.tools.get(step.call.tool)
+        return spec.compensate if spec is not None else None
+
+    def _compensate(self, step: Step, *, sync: bool) -> None:
+        fn = self._compensation_for(step)
+        if fn is None:
+            self._compensation_failed(step, "no compensation registered", 0, 0.0)
+            return
+        started = time.perf_counter()
+        last: BaseException | None = None
+        for attempt in range(1, self.governor.compensation_tries + 1):
+            self._log(step, COMPENSATING, attempt=attempt)
+            try:
+                run_sync_positional(fn, step.call)
+            except Exception as exc:
+                last = exc
+                if attempt < self.governor.compensation_tries:
+                    time.sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
+                continue
+            self._compensated(step, attempt, started)
+            return
+        self._compensation_failed(step, f"{type(last).__name__}: {last}", attempt, started)
+
+    async def _acompensate(self, step: Step) -> None:
+        fn = self._compensation_for(step)
+        if fn is None:
+            self._compensation_failed(step, "no compensation registered", 0, 0.0)
+            return
+        started = time.perf_counter()
+        last: BaseException | None = None
+        for attempt in range(1, self.governor.compensation_tries + 1):
+            self._log(step, COMPENSATING, attempt=attempt)
+            try:
+                await run_async_positional(fn, step.call)
+            except Exception as exc:
+                last = exc
+                if attempt < self.governor.compensation_tries:
+                    await asyncio.sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
+                continue
+            self._compensated(step, attempt, started)
+            return
+        self._compensation_failed(step, f"{type(last).__name__}: {last}", attempt, started)
+
+    def _compensation_trace(self, step: Step, status: str, error: str | None, attempts: int, started: float) -> None:
+        duration = round((time.perf_counter() - started) * 1000, 3) if started else 0.0
+        self.governor.record_event(
+            self.session,
+            {
+                "kind": "compensation",
+                "tool": step.call.tool,
+                "effect": step.call.effect,
+                "phase": self.session.phase,
+                "tx": self.id,
+                "args": step.pc.record["args"] if step.pc is not None else step.call.args,
+                "args_sha256": step.pc.record["args_sha256"] if step.pc is not None else None,
+                "decision": "allowed",
+                "reason": f"compensating {step.call.tool} step {step.seq} of transaction {self.id}",
+                "compensates": step.trace_id,
+                "checks": [
+                    {"check": "compensation", "passed": status == "ok",
+                     "detail": f"{attempts} attempt(s)" + (f"; last error: {error}" if error else "")}
+                ],
+                "outcome": {"status": status, "cost": 0.0, "duration_ms": duration, "error": error},
+            },
+        )
+
+    def _compensated(self, step: Step, attempts: int, started: float) -> None:
+        step.compensated = True
+        self._log(step, COMPENSATED, attempt=attempts)
+        self._compensation_trace(step, "ok", None, attempts, started)
+        self.governor._append_outcome(
+            self.session.id,
+            step.trace_id,
+            {"status": "compensated", "cost": _outcome_cost(step), "duration_ms": None, "error": None},
+        )
+
+    def _compensation_failed(self, step: Step, error: str, attempts: int, started: float) -> None:
+        self._log(step, COMPENSATION_FAILED, error=error, attempt=attempts)
+        self._compensation_trace(step, "error", error, attempts, started)
+        self.failed_compensations.append(
+            {"tool": step.call.tool, "seq": step.seq, "key": step.call.idempotency_key, "error": error,
+             "call": step.call}
+        )
+
+
+def _outcome_cost(step: Step) -> float:
+    if step.pc is None:
+        return 0.0
+    outcome = step.pc.record.get("outcome") or {}
+    return float(outcome.get("cost") or 0.0)
+
+
+__all__ = ["STATES", "Transaction"]
