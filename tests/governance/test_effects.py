@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from corral import Blocked, ConfigError, Governor, GovernanceError
+from corral import Blocked, ConfigError, GovernanceError, Governor
 
 
 def noop(**kwargs):

@@ -170,7 +170,7 @@ def test_deferred_call_is_checked_when_queued():
     with s.decide():
         pass
     with s.commit() as tx:
-        with pytest.raises(Blocked, match="arg.to IS banned"):
+        with pytest.raises(Blocked, match=r"arg\.to IS banned"):
             tx.defer("email", to="banned")
     assert tx.state == "committed" and world.log == []
     assert s.traces[-1].decision == "blocked"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from corral.errors import ConfigError
@@ -57,7 +58,7 @@ def parse_gates(gates: Mapping[str, Any] | None) -> tuple[tuple[str, Decimal], .
         if fraction > 1 and fraction <= 100:
             raise ConfigError(f"gates.{name}: {value} — give a fraction such as 0.75, not a percent")
         values.append((name, fraction))
-    for (a, x), (b, y) in zip(values, values[1:], strict=False):
+    for (a, x), (b, y) in pairwise(values):
         if x > y:
             raise ConfigError(f"gates: {a} ({x}) must not be above {b} ({y})")
     return tuple(values)

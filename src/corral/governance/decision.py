@@ -185,6 +185,8 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
     verdict = decide_rules(outcomes, policy.default)
 
     if refusals:
+        if verdict.decision == "blocked":
+            refusals.append(verdict.reason)
         return Decision(BLOCKED, "; ".join(refusals), checks, ctx.effect, ctx.cost, plan_step)
     flags = [o.text for o in verdict.deciding] if verdict.decision == FLAGGED else []
     if verdict.decision == "blocked":

@@ -39,7 +39,6 @@ from corral.governance.canonical import canonical_sha256
 from corral.governance.decision import (
     APPROVAL_REQUIRED,
     BLOCKED,
-    FLAGGED,
     CallContext,
     Decision,
     Facts,
@@ -58,7 +57,7 @@ def _load_rules(rules: Any) -> list[tuple[str, str]]:
         return []
     if isinstance(rules, Path):
         try:
-            return [(rules.read_text(encoding="utf-8"), str(rules))]
+            return [(rules.read_text(encoding="utf-8"), _display_path(rules))]
         except OSError as exc:
             raise ConfigError(f"rules file {rules}: {exc.strerror or exc}") from None
     if isinstance(rules, str):
@@ -69,6 +68,14 @@ def _load_rules(rules: Any) -> list[tuple[str, str]]:
             out.extend(_load_rules(item))
         return out
     raise ConfigError(f"rules must be rule text, a pathlib.Path or a list of them, got {type(rules).__name__}")
+
+
+def _display_path(path: Path) -> str:
+    """A rule's source as a person finds it: relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 class GovernedTool:
@@ -232,7 +239,7 @@ class Governor:
         principal: str | None = None,
         roles: Iterable[str] = (),
         *,
-        id: str | None = None,  # noqa: A002 - the public name of a session's id
+        id: str | None = None,
     ) -> Any:
         """A new session for ``principal``; ``gov.session(id=...)`` resumes one from the store."""
         from corral.governance.session import Session
@@ -482,7 +489,7 @@ class Governor:
 
         Returns None when the call is now approved. Raises (traced) when it is pending or denied.
         """
-        session, record = pc.session, pc.record
+        session = pc.session
         plan = session.plan if pc.tx is not None else None
         if pc.plan_step is not None and plan is not None and plan.approved_by:
             self._approved(pc, None, plan.approved_by, f"covered by approved plan {plan.id}")
@@ -716,12 +723,12 @@ class Governor:
         if note:
             outcome["note"] = note
         pc.session.note_executed(pc.name, self.now())
-        if pc.recorded:
+        pc.extra["outcome"] = outcome
+        if pc.recorded:  # the decision is sealed in the chain: its outcome is a record of its own
             self._append_outcome(pc.session.id, pc.record["id"], outcome)
         else:
             pc.record["outcome"] = outcome
             self.store.append(pc.session.id, pc.record, durable=False)
-        pc.record["outcome"] = outcome
         return outcome
 
     def _append_outcome(self, session_id: str, ref: str, outcome: dict[str, Any]) -> None:

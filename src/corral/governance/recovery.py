@@ -125,7 +125,6 @@ def recover(gov: Any) -> RecoveryReport:
         COMPENSATION_FAILED,
         DONE,
         FAILED,
-        INTENT,
         IRREVERSIBLE,
         NEEDS_ATTENTION,
         OPEN,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from corral.errors import Blocked, ConfigError, PhaseError, TransactionFailed
+from corral.errors import ApprovalPending, Blocked, ConfigError, PhaseError, TransactionFailed
 from corral.governance.budget import FORCE_DECIDE, STOP, BudgetView
 from corral.governance.ids import new_id
 from corral.governance.phases import COMMIT, DECIDE, EXPLORE, check_transition
@@ -73,13 +73,23 @@ class Session:
             EXPLORE if phase == COMMIT else phase, plan, record.get("created"),
         )
         session.plans = plans
+        if phase == COMMIT and record.get("tx"):
+            from corral.governance.transactions import Transaction
+
+            tx = Transaction.restore(governor, session, record["tx"])
+            if tx is not None:
+                session._tx = tx
+                session._phase = COMMIT
         for trace in session.traces:
             if trace.kind == "call" and trace.outcome and trace.decision in ("allowed", "flagged", "approved"):
                 session.call_log.append((trace.tool, datetime.fromisoformat(trace.ts.replace("Z", "+00:00"))))
         return session
 
     def _save(self) -> None:
-        self.governor.store.put_session(
+        """Write the kernel's part of the session record, keeping what others (the harness) keep there."""
+        store = self.governor.store
+        record = store.get_session(self.id) or {}
+        record.update(
             {
                 "id": self.id,
                 "agent": self.governor.agent,
@@ -93,6 +103,7 @@ class Session:
                 "updated": iso(self.governor.now()),
             }
         )
+        store.put_session(record)
 
     # ------------------------------------------------------------------------------------- state
 
@@ -216,8 +227,80 @@ class Session:
     def back_to(self, phase: str) -> None:
         """Move between phases outside a ``with`` block (the harness's and the CLI's form)."""
         if phase == COMMIT:
-            raise PhaseError("enter commit with s.commit(plan=...), which opens the transaction")
+            raise PhaseError("enter commit with s.commit(plan=...) or s.begin_commit(plan), which open the transaction")
         self._enter(phase)
+
+    def begin_commit(self, plan: Plan | str | None = None) -> Any:
+        """Enter commit and open its transaction (the non-``with`` form; pair it with ``end_commit``)."""
+        from corral.governance.transactions import Transaction
+
+        with self.lock:
+            if self.open_transaction is not None:
+                raise self._phase_refusal(COMMIT, "a commit block is already open in this session")
+            if self.governor.phases:
+                try:
+                    check_transition(self._phase, COMMIT)
+                except PhaseError as exc:
+                    raise self._phase_refusal(COMMIT, str(exc)) from None
+            bound = self._plan(plan) if plan is not None else None
+            state = self.governor.budget_state(self.id)
+            if state.gate in (FORCE_DECIDE, STOP) and not (
+                state.gate == FORCE_DECIDE and bound is not None and bound.approved_by
+            ):
+                raise self._phase_refusal(
+                    COMMIT, f"budget {state.gate} gate reached ({state.pct:g}% used): no new commit", Blocked
+                )
+            tx = Transaction(self.governor, self, bound)
+            self._tx = tx
+            self.plan = bound
+            self._phase = COMMIT
+            self._save()
+        return tx
+
+    def _leave_commit(self) -> None:
+        with self.lock:
+            self._tx = None
+            self._phase = EXPLORE
+            self.plan = None
+            self._save()
+
+    def end_commit(self, exc: BaseException | None = None, *, pause_on_pending: bool = False) -> Any:
+        """Leave commit: run the deferred calls and commit, or (with ``exc``) roll back.
+
+        Raises ``TransactionFailed`` when the transaction did not commit. With ``pause_on_pending`` a
+        deferred call awaiting approval raises ``ApprovalPending`` and the session stays in commit.
+        Returns the transaction.
+        """
+        tx = self._tx
+        if tx is None:
+            raise PhaseError("no commit block is open in this session")
+        try:
+            tx.finish(exc, pause_on_pending=pause_on_pending)
+        except ApprovalPending:
+            if tx.state != "open":
+                self._leave_commit()
+            raise
+        except BaseException:
+            self._leave_commit()
+            raise
+        self._leave_commit()
+        return tx
+
+    async def aend_commit(self, exc: BaseException | None = None, *, pause_on_pending: bool = False) -> Any:
+        tx = self._tx
+        if tx is None:
+            raise PhaseError("no commit block is open in this session")
+        try:
+            await tx.afinish(exc, pause_on_pending=pause_on_pending)
+        except ApprovalPending:
+            if tx.state != "open":
+                self._leave_commit()
+            raise
+        except BaseException:
+            self._leave_commit()
+            raise
+        self._leave_commit()
+        return tx
 
     # -------------------------------------------------------------------------------------- plans
 
@@ -310,60 +393,24 @@ class _PhaseBlock:
 
 
 class _CommitBlock:
+    """``with s.commit(plan) as tx`` / ``async with``: ``begin_commit`` on entry, ``end_commit`` on exit."""
+
     def __init__(self, session: Session, plan: Plan | str | None) -> None:
         self.session = session
         self.plan = plan
         self.tx: Any = None
 
     def __enter__(self) -> Any:
-        from corral.governance.transactions import Transaction
-
-        s = self.session
-        with s.lock:
-            if s.open_transaction is not None:
-                raise s._phase_refusal(COMMIT, "a commit block is already open in this session")
-            if s.governor.phases:
-                try:
-                    check_transition(s.phase, COMMIT)
-                except PhaseError as exc:
-                    raise s._phase_refusal(COMMIT, str(exc)) from None
-            plan = s._plan(self.plan) if self.plan is not None else None
-            state = s.governor.budget_state(s.id)
-            if state.gate in (FORCE_DECIDE, STOP):
-                if not (state.gate == FORCE_DECIDE and plan is not None and plan.approved_by):
-                    raise s._phase_refusal(
-                        COMMIT,
-                        f"budget {state.gate} gate reached ({state.pct:g}% used): no new commit",
-                        Blocked,
-                    )
-            self.tx = Transaction(s.governor, s, plan)
-            s._tx = self.tx
-            s.plan = plan
-            s._phase = COMMIT
-            s._save()
+        self.tx = self.session.begin_commit(self.plan)
         return self.tx
 
-    def _leave(self) -> None:
-        s = self.session
-        with s.lock:
-            s._tx = None
-            s._phase = EXPLORE
-            s.plan = None
-            s._save()
-
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        try:
-            self.tx.finish(exc)
-        finally:
-            self._leave()
+        self.session.end_commit(exc)
         return False
 
     async def __aenter__(self) -> Any:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        try:
-            await self.tx.afinish(exc)
-        finally:
-            self._leave()
+        await self.session.aend_commit(exc)
         return False

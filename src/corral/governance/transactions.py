@@ -88,6 +88,43 @@ class Transaction:
     def __repr__(self) -> str:
         return f"<Transaction {self.id} {self.state}, {len(self.steps)} step(s)>"
 
+    @classmethod
+    def restore(cls, governor: Any, session: Any, tx_id: str) -> Transaction | None:
+        """Rebuild an open transaction from its log, so a resumed session can finish or roll it back."""
+        from corral.governance.recovery import owner_identity
+
+        store = governor.store
+        record = store.get_transaction(tx_id)
+        if record is None or record.get("state") != OPEN:
+            return None
+        plan = session.plans.get(record.get("plan") or "")
+        tx = cls(governor, session, plan)
+        tx.id = tx_id
+        tx._stored = True
+        tx.deferred = [(d[0], dict(d[1])) for d in record.get("deferred") or []]
+        by_seq: dict[int, list[dict[str, Any]]] = {}
+        for entry in store.steps(tx_id):
+            by_seq.setdefault(entry["seq"], []).append(entry)
+        for seq in sorted(by_seq):
+            entries = by_seq[seq]
+            first = entries[0]
+            call = Call(first["tool"], dict(first.get("args") or {}), idempotency_key=first.get("key"), tx=tx_id,
+                        session=session.id, effect=first.get("effect"))
+            step = Step(seq, call, first.get("trace") or "")
+            for entry in entries:
+                step.status = entry["status"]
+                if entry["status"] == DONE:
+                    call.result = entry.get("result")
+                if entry["status"] == COMPENSATED:
+                    step.compensated = True
+            if any(e["status"] == DONE for e in entries) and step.status in (COMPENSATING, COMPENSATION_FAILED):
+                step.status = DONE
+            tx.steps.append(step)
+            if step.status == DONE and call.effect == IRREVERSIBLE:
+                tx.pivoted = True
+        store.update_transaction(tx_id, {"owner": owner_identity()})
+        return tx
+
     # ------------------------------------------------------------------------------------------ log
 
     def _ensure_stored(self) -> None:
@@ -105,6 +142,7 @@ class Transaction:
                 "plan": self.plan.id if self.plan is not None else None,
                 "owner": owner_identity(),
                 "created": iso(self.governor.now()),
+                "deferred": [list(d) for d in self.deferred],
             }
         )
         self._stored = True
@@ -128,6 +166,29 @@ class Transaction:
         self.state = state
         if self._stored:
             self.governor.store.update_transaction(self.id, {"state": state})
+
+    def _paused(self, pending: ApprovalPending) -> None:
+        """The transaction waits for a human: it belongs to the session now, and recovery leaves it alone."""
+        self._ensure_stored()
+        self.governor.store.update_transaction(self.id, {"paused_for": pending.approval_id})
+
+    def _persist_deferred(self) -> None:
+        self._ensure_stored()
+        self.governor.store.update_transaction(self.id, {"deferred": [list(d) for d in self.deferred]})
+
+    def _authorize(self, pc: PendingCall) -> None:
+        try:
+            self.governor._authorize(pc)
+        except ApprovalPending as pending:
+            self._paused(pending)
+            raise
+
+    async def _aauthorize(self, pc: PendingCall) -> None:
+        try:
+            await self.governor._aauthorize(pc)
+        except ApprovalPending as pending:
+            self._paused(pending)
+            raise
 
     def _check_open(self, tool: str) -> None:
         if self.state != OPEN:
@@ -177,7 +238,7 @@ class Transaction:
         """Govern and run ``tool`` now. A refusal raises and leaves the transaction open; a failure rolls back."""
         self._check_open(tool)
         pc = self.governor._prepare(self.session, tool, args, self)
-        self.governor._authorize(pc)
+        self._authorize(pc)
         self.governor._record(pc)
         step = self._begin(pc)
         try:
@@ -194,7 +255,7 @@ class Transaction:
     async def acall(self, tool: str, /, **args: Any) -> Any:
         self._check_open(tool)
         pc = self.governor._prepare(self.session, tool, args, self)
-        await self.governor._aauthorize(pc)
+        await self._aauthorize(pc)
         self.governor._record(pc)
         step = self._begin(pc)
         try:
@@ -247,6 +308,8 @@ class Transaction:
                 self.governor.store.append(self.session.id, exc.trace.to_dict(), durable=True)
             raise
         self.deferred.append((tool, dict(args)))
+        if self._stored:
+            self._persist_deferred()
 
     async def adefer(self, tool: str, /, **args: Any) -> None:
         self.defer(tool, **args)
@@ -286,8 +349,13 @@ class Transaction:
             text += f"; compensations that failed: {failed}"
         return TransactionFailed(text, tx=self, failed_compensations=self.failed_compensations)
 
-    def finish(self, exc: BaseException | None) -> None:
-        """Leave the block: run the deferred calls and commit, or roll back and raise ``TransactionFailed``."""
+    def finish(self, exc: BaseException | None, *, pause_on_pending: bool = False) -> None:
+        """Leave the block: run the deferred calls and commit, or roll back and raise ``TransactionFailed``.
+
+        With ``pause_on_pending`` (the harness), a deferred call awaiting approval raises
+        ``ApprovalPending`` and leaves the transaction open; finishing again later resumes after the
+        deferred calls that already ran, never repeating one.
+        """
         if self.state != OPEN:
             return
         if exc is not None:
@@ -296,16 +364,24 @@ class Transaction:
             self.error = exc
             self.rollback()
             raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
-        for tool, args in self.deferred:
+        while self.deferred:
+            tool, args = self.deferred[0]
             try:
                 self.call(tool, **args)
             except TransactionFailed:
                 raise
+            except ApprovalPending:
+                if pause_on_pending:
+                    raise
+                self._fail(*_refused(tool))
             except GovernanceError as refused:
                 self._fail(refused, f"deferred {tool} was refused: {refused}")
+            self.deferred.pop(0)
+            if self._stored:
+                self._persist_deferred()
         self._set_state(COMMITTED)
 
-    async def afinish(self, exc: BaseException | None) -> None:
+    async def afinish(self, exc: BaseException | None, *, pause_on_pending: bool = False) -> None:
         if self.state != OPEN:
             return
         if exc is not None:
@@ -314,13 +390,21 @@ class Transaction:
             self.error = exc
             await self.arollback()
             raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
-        for tool, args in self.deferred:
+        while self.deferred:
+            tool, args = self.deferred[0]
             try:
                 await self.acall(tool, **args)
             except TransactionFailed:
                 raise
+            except ApprovalPending:
+                if pause_on_pending:
+                    raise
+                await self._afail(*_refused(tool))
             except GovernanceError as refused:
                 await self._afail(refused, f"deferred {tool} was refused: {refused}")
+            self.deferred.pop(0)
+            if self._stored:
+                self._persist_deferred()
         self._set_state(COMMITTED)
 
     # -------------------------------------------------------------------------------- compensation
@@ -427,10 +511,18 @@ class Transaction:
         )
 
 
+def _refused(tool: str) -> tuple[BaseException, str]:
+    """The pending approval, as the reason a deferred call could not run at the end of a ``with`` block."""
+    import sys
+
+    exc = sys.exc_info()[1]
+    return exc, f"deferred {tool} is waiting for approval: {exc}"  # type: ignore[return-value]
+
+
 def _outcome_cost(step: Step) -> float:
     if step.pc is None:
         return 0.0
-    outcome = step.pc.record.get("outcome") or {}
+    outcome = step.pc.extra.get("outcome") or {}
     return float(outcome.get("cost") or 0.0)
 
 

@@ -72,7 +72,7 @@ class MemoryStore:
     def records(self, session_id: str) -> list[dict[str, Any]]:
         with self._lock:
             self._flush_locked()
-            return list(self._chains.get(session_id, ()))
+            return copy.deepcopy(self._chains.get(session_id, []))
 
     def head(self, session_id: str) -> str | None:
         with self._lock:
