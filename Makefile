@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## run the offline example: governed refunds on the built-in kernel
-	$(BIN)/python examples/refund_desk.py
+	$(BIN)/python examples/kernel_tour.py
 
 test: $(STAMP)  ## lint, then the whole test suite, then the benchmarks in quick mode
 	$(BIN)/ruff check src tests benchmarks examples

@@ -7,6 +7,7 @@ import concurrent.futures
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from corral.governance.canonical import canonical_json, sha256_hex
@@ -80,6 +81,47 @@ class ApprovalRequest:
     def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequest:
         known = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
         return cls(**known)  # type: ignore[arg-type]
+
+
+def resolve(
+    store: Any,
+    approval_id: str,
+    approver: str,
+    reason: str | None,
+    *,
+    approved: bool,
+    now: datetime,
+    allow_self_approval: bool = False,
+) -> dict[str, Any]:
+    """Grant or deny a pending request — the API's, the CLI's and the console's one way to decide.
+
+    Raises ``ConfigError`` for a missing, decided or self-approved request and ``ApprovalDenied`` for
+    an expired one; compare-and-set on the status, so two approvers never both win.
+    """
+    from corral.errors import ApprovalDenied, ConfigError
+
+    if not isinstance(approver, str) or not approver.strip():
+        raise ConfigError("an approval must name who decides (approver='bob' / --as bob)")
+    found = store.get_approval(approval_id)
+    if found is None:
+        raise ConfigError(f"no approval request {approval_id!r}")
+    if found["status"] != PENDING:
+        raise ConfigError(f"approval {approval_id} is {found['status']}, not pending")
+    if datetime.fromisoformat(found["expires"].replace("Z", "+00:00")) <= now:
+        store.resolve_approval(approval_id, PENDING, {"status": EXPIRED})
+        raise ApprovalDenied(f"approval {approval_id} expired at {found['expires']}")
+    if approved and not allow_self_approval and approver == found.get("principal"):
+        raise ConfigError(f"{approver} cannot approve their own request {approval_id}")
+    fields = {
+        "status": APPROVED if approved else DENIED,
+        "approver": approver,
+        "decided": now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "decision_reason": reason,
+    }
+    if not store.resolve_approval(approval_id, PENDING, fields):
+        raise ConfigError(f"approval {approval_id} was decided by someone else meanwhile")
+    found.update(fields)
+    return found
 
 
 def approver_name(approver: Callable[..., Any]) -> str:

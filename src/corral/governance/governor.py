@@ -646,29 +646,10 @@ class Governor:
         return self._resolve(approval_id, approver, reason, approved=False)
 
     def _resolve(self, approval_id: str, approver: str, reason: str | None, *, approved: bool) -> dict[str, Any]:
-        if not isinstance(approver, str) or not approver.strip():
-            raise ConfigError("an approval must name who decides (approver='bob')")
-        found = self.store.get_approval(approval_id)
-        if found is None:
-            raise ConfigError(f"no approval request {approval_id!r}")
-        if found["status"] != ap.PENDING:
-            raise ConfigError(f"approval {approval_id} is {found['status']}, not pending")
-        now = self.now()
-        if _parse_ts(found["expires"]) <= now:
-            self.store.resolve_approval(approval_id, ap.PENDING, {"status": ap.EXPIRED})
-            raise ApprovalDenied(f"approval {approval_id} expired at {found['expires']}")
-        if approved and not self.allow_self_approval and approver == found.get("principal"):
-            raise ConfigError(f"{approver} cannot approve their own request {approval_id}")
-        fields = {
-            "status": ap.APPROVED if approved else ap.DENIED,
-            "approver": approver,
-            "decided": iso(now),
-            "decision_reason": reason,
-        }
-        if not self.store.resolve_approval(approval_id, ap.PENDING, fields):
-            raise ConfigError(f"approval {approval_id} was decided by someone else meanwhile")
-        found.update(fields)
-        return found
+        return ap.resolve(
+            self.store, approval_id, approver, reason, approved=approved, now=self.now(),
+            allow_self_approval=self.allow_self_approval,
+        )
 
     def pending_approvals(self, session: str | None = None) -> list[ap.ApprovalRequest]:
         return [
@@ -772,6 +753,72 @@ class Governor:
             raise
         self._finish(pc, result=result)
         return result
+
+    # ------------------------------------------------------------------------------- metered spending
+
+    def reserve_spend(self, session: Any, label: str, estimate: Decimal | float) -> tuple[str | None, Decimal]:
+        """Reserve money for something that is not a tool call (a model call) before it happens.
+
+        Raises ``Blocked`` (traced) at the stop gate or when it does not fit. Returns the reservation
+        and the exact estimate; pair it with ``settle_spend``.
+        """
+        from corral.governance.budget import STOP
+        from corral.governance.effects import to_money
+
+        amount = to_money(estimate, f"{label}: estimate")
+        now = self.now()
+        record = self._base_record(session, label, now, session.open_transaction)
+        record.update({"kind": "spend", "effect": READ, "args": {"estimate": float(amount)}})
+        try:
+            state = self.budget_state(session.id)
+        except Exception as exc:
+            raise self._refuse(session, record, f"governance fault: the budget ledger failed: {exc!r}") from None
+        if state.gate == STOP:
+            check = {"check": "budget", "passed": False, "gate": STOP, "detail": f"stop gate: {state.pct:g}% used"}
+            raise self._refuse(session, record, f"budget stop gate reached ({state.pct:g}% used)", [check])
+        scopes = self.scope_limits(session.id)
+        if not scopes:
+            return None, amount
+        try:
+            rid = self.store.reserve(
+                [(k, lim) for _, k, lim in scopes], amount, now + timedelta(seconds=self.reservation_ttl)
+            )
+        except Exception as exc:
+            raise self._refuse(session, record, f"governance fault: the budget ledger failed: {exc!r}") from None
+        if rid is None:
+            check = {"check": "budget", "passed": False, "gate": state.gate,
+                     "detail": f"does not fit: {money(amount)} would pass a limit"}
+            raise self._refuse(session, record, f"{label} would cost ~{money(amount)}, more than the budget has left",
+                               [check])
+        return rid, amount
+
+    def settle_spend(
+        self, session: Any, label: str, reservation: str | None, estimate: Decimal, actual: Decimal | float,
+        detail: dict[str, Any] | None = None, error: BaseException | None = None,
+    ) -> None:
+        """Settle a ``reserve_spend`` at the real cost (0 on error) and trace it in the session's chain."""
+        from corral.governance.effects import to_money
+
+        cost = Decimal(0) if error is not None else to_money(actual, f"{label}: cost")
+        if reservation is not None:
+            self.store.settle(reservation, cost)
+        record = self._base_record(session, label, self.now(), session.open_transaction)
+        state = self.budget_state(session.id)
+        record.update(
+            {
+                "kind": "spend",
+                "effect": READ,
+                "args": detail or {},
+                "decision": "allowed",
+                "reason": f"{label}: reserved {money(estimate)}, settled {money(cost)}",
+                "checks": [{"check": "budget", "passed": True, "gate": state.gate,
+                            "detail": f"reserved {money(estimate)}; settled {money(cost)}"}],
+                "budget": state.view().to_dict(),
+                "outcome": {"status": "ok" if error is None else "error", "cost": float(cost), "duration_ms": None,
+                            "error": None if error is None else _describe(error)},
+            }
+        )
+        self.store.append(session.id, record, durable=False)
 
     # -------------------------------------------------------------------------------------- recovery
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from corral.governance.ids import new_id
-from corral.store.audit import GENESIS, seal
+from corral.store.audit import GENESIS, audit_key, seal, sign_head
 
 
 class MemoryStore:
@@ -21,6 +22,8 @@ class MemoryStore:
         self._sessions: dict[str, dict[str, Any]] = {}
         self._chains: dict[str, list[dict[str, Any]]] = {}
         self._heads: dict[str, str] = {}
+        self._signatures: dict[str, str] = {}
+        self._key = audit_key()
         # group commit for read records: sealed (hashed) on flush, in order, before any later record
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._scopes: dict[str, list[Decimal]] = {}  # key -> [spent, reserved]
@@ -28,6 +31,7 @@ class MemoryStore:
         self._approvals: dict[str, dict[str, Any]] = {}
         self._txs: dict[str, dict[str, Any]] = {}
         self._steps: dict[str, list[dict[str, Any]]] = {}
+        self._memories: dict[str, dict[str, Any]] = {}
 
     # sessions
     def put_session(self, record: dict[str, Any]) -> None:
@@ -58,7 +62,15 @@ class MemoryStore:
         seal(self._heads.get(session_id, GENESIS), record)
         self._chains.setdefault(session_id, []).append(record)
         self._heads[session_id] = record["hash"]
+        key = self._key
+        if key is not None:
+            self._signatures[session_id] = sign_head(key, session_id, record["hash"])
         return record
+
+    def head_signature(self, session_id: str) -> str | None:
+        with self._lock:
+            self._flush_locked()
+            return self._signatures.get(session_id)
 
     def _flush_locked(self) -> None:
         pending, self._pending = self._pending, []
@@ -73,6 +85,15 @@ class MemoryStore:
         with self._lock:
             self._flush_locked()
             return copy.deepcopy(self._chains.get(session_id, []))
+
+    def find_record(self, record_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._flush_locked()
+            for chain in self._chains.values():
+                for record in chain:
+                    if record.get("id") == record_id:
+                        return copy.deepcopy(record)
+            return None
 
     def head(self, session_id: str) -> str | None:
         with self._lock:
@@ -177,6 +198,28 @@ class MemoryStore:
     def steps(self, tx_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(self._steps.get(tx_id, []))
+
+    # long-term memory: a word-overlap ranking stands in for the databases' full-text search
+    def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
+        with self._lock:
+            self._memories[memory_id] = {"id": memory_id, "namespace": namespace, "text": text, "tags": tags}
+
+    def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
+        words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 1}
+        with self._lock:
+            scored = []
+            for order, m in enumerate(self._memories.values()):
+                if m["namespace"] != namespace:
+                    continue
+                hits = len(words & set(re.findall(r"\w+", (m["text"] + " " + m["tags"]).lower())))
+                if hits:
+                    scored.append((-hits, -order, m))
+            scored.sort(key=lambda item: (item[0], item[1]))
+            return [{"id": m["id"], "text": m["text"], "tags": m["tags"]} for _, _, m in scored[:limit]]
+
+    def memory_delete(self, memory_id: str) -> None:
+        with self._lock:
+            self._memories.pop(memory_id, None)
 
     def close(self) -> None:
         self.flush()
