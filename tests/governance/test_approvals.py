@@ -189,3 +189,13 @@ def test_unknown_approval_ids_and_missing_approver_are_errors():
         gov.approve("nope", approver="bob")
     with pytest.raises(ConfigError, match="must name who decides"):
         gov.approve("nope", approver="")
+
+
+def test_a_synchronous_denial_is_not_reused_for_the_next_call():
+    answers = iter([False, True])
+    gov, done = make(lambda r: next(answers))
+    s = gov.session("alice")
+    with pytest.raises(ApprovalDenied):
+        s.call("refund", order_id="A1", amount=120)
+    s.call("refund", order_id="A1", amount=120)  # asked again, approved this time
+    assert done == [("A1", 120)]

@@ -244,3 +244,16 @@ def test_s_call_inside_commit_is_a_transaction_step():
         s.call("refund", order_id="A1", amount=1)
         s.call("email", to="x")
     assert world.log == ["refund A1 1", "void R-A1"]
+
+
+def test_calls_after_a_rollback_inside_the_block_are_refused_and_traced():
+    gov, world, s = setup(fail_on={"reserve"})
+    with pytest.raises(TransactionFailed), s.commit() as tx:
+        with pytest.raises(TransactionFailed):
+            tx.call("reserve", room="1")
+        with pytest.raises(PhaseError, match="rolled_back") as info:
+            s.call("email", to="x")  # the session is still inside the block
+        assert info.value.trace.decision == "blocked"
+        raise TransactionFailed("leave")
+    assert "email x" not in world.log
+    assert s.traces[-1].decision == "blocked" or any(t.tool == "email" and t.decision == "blocked" for t in s.traces)

@@ -542,11 +542,12 @@ class Governor:
                 request.id, ap.PENDING, {"status": ap.USED, "decision_reason": "self-approval refused"}
             )
             self._denied(pc, request.id, answer.approver, f"{answer.approver} cannot approve their own request")
-        fields = {
+        fields = {  # the asking call consumes the answer either way: the next call asks again
             "approver": answer.approver,
             "decided": iso(self.now()),
             "decision_reason": answer.reason,
-            "status": ap.USED if answer.approved else ap.DENIED,
+            "status": ap.USED,
+            "approved": answer.approved,
         }
         self.store.resolve_approval(request.id, ap.PENDING, fields)
         if answer.approved:

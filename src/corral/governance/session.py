@@ -134,7 +134,7 @@ class Session:
 
     def call(self, tool: str, /, **args: Any) -> Any:
         """Govern and run a tool. Inside a commit block it is a step of the transaction."""
-        tx = self.open_transaction
+        tx = self._tx  # inside a commit block, even a finished transaction takes the call (and refuses it)
         if tx is not None:
             return tx.call(tool, **args)
         if not self.governor.phases and self._is_write(tool, args):
@@ -142,7 +142,7 @@ class Session:
         return self.governor.invoke(self, tool, args)
 
     async def acall(self, tool: str, /, **args: Any) -> Any:
-        tx = self.open_transaction
+        tx = self._tx
         if tx is not None:
             return await tx.acall(tool, **args)
         if not self.governor.phases and self._is_write(tool, args):

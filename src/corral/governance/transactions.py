@@ -191,8 +191,18 @@ class Transaction:
             raise
 
     def _check_open(self, tool: str) -> None:
-        if self.state != OPEN:
-            raise PhaseError(f"transaction {self.id} is {self.state}; it takes no more calls (tried {tool})")
+        if self.state == OPEN:
+            return
+        reason = f"transaction {self.id} is {self.state}; it takes no more calls (tried {tool})"
+        record = {
+            "kind": "call", "tool": tool, "tx": self.id, "decision": "blocked", "reason": reason,
+            "checks": [{"check": "transaction", "passed": False, "detail": reason}],
+        }
+        try:
+            trace = self.governor.record_event(self.session, record)
+        except Exception:
+            trace = None
+        raise PhaseError(reason, trace=trace)
 
     # -------------------------------------------------------------------------------------- calls
 
