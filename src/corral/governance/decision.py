@@ -182,7 +182,7 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
     outcomes = policy.evaluate(ctx.facts)
     for outcome in outcomes:
         checks.append(outcome.to_check())
-    verdict = decide_rules(outcomes, policy.default)
+    verdict = decide_rules(outcomes, policy.default, ctx.tool)
 
     if refusals:
         if verdict.decision == "blocked":
@@ -196,7 +196,7 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
             APPROVAL_REQUIRED, verdict.reason, checks, ctx.effect, ctx.cost, plan_step, verdict.reason
         )
     if verdict.decision == FLAGGED:
-        first = min(verdict.deciding, key=lambda o: o.source)
+        first = verdict.deciding[0]
         reason = f"allowed, flagged for review: {first.because or first.text} ({first.source})"
     else:
         reason = _allowed_reason(ctx, outcomes)
@@ -205,8 +205,7 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
 
 def _allowed_reason(ctx: CallContext, outcomes: Sequence[Any]) -> str:
     allows = [o for o in outcomes if o.action == "allow" and o.matched]
-    if allows:
-        first = min(allows, key=lambda o: o.source)
-        return f"{first.text} ({first.source})"
+    if allows:  # outcomes come in file order
+        return f"{allows[0].text} ({allows[0].source})"
     phase = "phases off" if not ctx.phases_enabled else f"{ctx.phase} allows {ctx.effect}"
     return f"{phase}; no rule objects"
