@@ -13,6 +13,11 @@ import click
 
 _MAIN_EPILOG = """\b
 Examples:
+  corral run examples/refund_desk/agent.yaml "Refund order A1"     run an agent
+  corral validate agent.yaml                       check an agent file
+  corral approvals list --agent agent.yaml         pending approvals
+  corral audit verify --agent agent.yaml           is the audit log intact?
+  corral why TRACE_ID --agent agent.yaml           why was that call allowed?
   corral rules check policy.rules                  check a rules file
   corral rules check *.rules --tools send_email,issue_refund
   corral rules check policy.rules --json           diagnostics as JSON
@@ -121,7 +126,17 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], as_json: bool) -> None
         raise SystemExit(1)
 
 
-# -- further command groups (audit, approvals, run, why, recover, serve) are added here ---------------
+# -- the other command groups live in corral.commands; their heavy imports stay inside the commands ----
+
+def _add_commands() -> None:
+    from corral.commands import agent, store
+
+    for command in (agent.validate, agent.run, agent.chat, agent.recover, agent.doctor, agent.session, agent.phase,
+                    store.approvals, store.sessions, store.audit, store.why):
+        main.add_command(command)
+
+
+_add_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The CLI's command groups, one module per concern; heavy imports stay inside the commands."""

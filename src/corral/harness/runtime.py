@@ -1,0 +1,326 @@
+"""An agent made runnable: the governor, the tools the model sees, and the model, built from an agent file.
+
+Every tool the model can call — Python functions, built-ins, the phase tools, memory — is registered
+with the governance kernel, so the loop has exactly one way to run anything: through governance.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from corral.errors import ConfigError, PhaseError, TransactionFailed
+from corral.governance.effects import IRREVERSIBLE, READ
+from corral.governance.governor import Governor
+from corral.harness.config import AgentConfig, BuiltinTool, McpTool, PythonTool, resolve_import
+from corral.harness.tools.schema import schema_from_signature
+
+PHASE_TOOLS = ("begin_decide", "propose_plan", "begin_commit", "finish_commit", "abort_commit", "back_to_explore")
+HARNESS_KEY = "harness"
+
+
+@dataclass
+class ExposedTool:
+    """A tool as the model sees it: name, description, argument schema; the kernel knows the rest."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    phase_tool: bool = False
+
+
+@dataclass
+class RunContext:
+    """What tools need to know about the run they are called in (the session, its workspace)."""
+
+    harness: Harness
+    session: Any
+    workspace: Path
+    state: dict[str, Any] = field(default_factory=dict)
+    _sandbox: Any = None
+
+    @property
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            from corral.harness.sandbox import Sandbox
+
+            self._sandbox = Sandbox(self.workspace)
+        return self._sandbox
+
+
+CURRENT: contextvars.ContextVar[RunContext] = contextvars.ContextVar("corral_run")
+
+
+def current() -> RunContext:
+    try:
+        return CURRENT.get()
+    except LookupError:
+        raise PhaseError("this tool runs only inside an agent run") from None
+
+
+class AbortCommit(Exception):
+    """Raised into an open commit to roll it back on the model's request."""
+
+
+# ------------------------------------------------------------------------------------------ phase tools
+
+
+def begin_decide() -> dict[str, Any]:
+    """Move to the decide phase: evaluate what you found and propose a plan. Reads stay allowed."""
+    ctx = current()
+    ctx.session.back_to("decide")
+    return {"phase": "decide"}
+
+
+def propose_plan(steps: list, rationale: str = "") -> dict[str, Any]:
+    """Propose the writes you intend to make, as [{"tool": name, "args": {...}}]; "*" matches any value."""
+    ctx = current()
+    plan = ctx.session.propose(steps, rationale)
+    return {"plan_id": plan.id, "sha256": plan.sha256, "steps": len(plan.steps)}
+
+
+def begin_commit(plan_id: str | None = None) -> dict[str, Any]:
+    """Enter the commit phase to carry out a plan (default: the latest one you proposed)."""
+    ctx = current()
+    session = ctx.session
+    plan = plan_id or (session.plan.id if session.plan is not None else None)
+    tx = session.begin_commit(plan)
+    return {"phase": "commit", "transaction": tx.id, "plan_id": plan,
+            "note": "irreversible calls are deferred and run at finish_commit"}
+
+
+def finish_commit() -> dict[str, Any]:
+    """Run the deferred calls and commit the transaction. Ends the commit phase."""
+    ctx = current()
+    tx = ctx.session.end_commit(None, pause_on_pending=True)
+    done = [{"tool": s.call.tool, "args": s.call.args} for s in tx.steps if s.status == "DONE"]
+    return {"committed": True, "transaction": tx.id, "steps": done}
+
+
+def abort_commit(reason: str = "") -> dict[str, Any]:
+    """Abandon the transaction: every completed reversible step is compensated, in reverse order."""
+    ctx = current()
+    try:
+        ctx.session.end_commit(AbortCommit(reason or "aborted by the agent"))
+    except TransactionFailed as failed:
+        tx = failed.tx
+        undone = [s.call.tool for s in reversed(tx.steps) if s.compensated]
+        return {"aborted": True, "state": tx.state, "compensated": undone,
+                "failed_compensations": [f["tool"] for f in failed.failed_compensations]}
+    return {"aborted": True, "state": "rolled_back", "compensated": []}
+
+
+def back_to_explore() -> dict[str, Any]:
+    """Return to explore (only outside an open commit: finish_commit or abort_commit first)."""
+    ctx = current()
+    if ctx.session.open_transaction is not None:
+        raise PhaseError("a commit is open: call finish_commit or abort_commit first")
+    ctx.session.back_to("explore")
+    return {"phase": "explore"}
+
+
+_PHASE_FUNCS: dict[str, Callable[..., Any]] = {
+    "begin_decide": begin_decide,
+    "propose_plan": propose_plan,
+    "begin_commit": begin_commit,
+    "finish_commit": finish_commit,
+    "abort_commit": abort_commit,
+    "back_to_explore": back_to_explore,
+}
+
+
+# ------------------------------------------------------------------------------------------- memory
+
+
+def remember(text: str, tags: str = "") -> dict[str, Any]:
+    """Keep a fact for later sessions (long-term memory, per agent and principal)."""
+    ctx = current()
+    memory_id = ctx.harness.memory.remember(ctx.session.principal, text, tags)
+    return {"remembered": memory_id}
+
+
+def recall(query: str, limit: int = 5) -> dict[str, Any]:
+    """Search long-term memory for facts kept in earlier sessions."""
+    ctx = current()
+    return {"memories": ctx.harness.memory.recall(ctx.session.principal, query, limit)}
+
+
+# ---------------------------------------------------------------------------------------- the agent
+
+
+def governor_from_config(
+    config: AgentConfig,
+    *,
+    store: Any = None,
+    approver: Callable[..., Any] | None = None,
+    clock: Callable[..., Any] | None = None,
+) -> Governor:
+    """The governance kernel an agent file declares (no tools registered): every enforcement point —
+    the harness, the MCP proxy, the Claude Code hook — builds its governor here, so one policy means
+    the same thing everywhere."""
+    gov_cfg = config.governance
+    return Governor(
+        agent=config.name,
+        budget=gov_cfg.budget,
+        rules=config.rule_sources() or None,
+        store=store if store is not None else config.store,
+        approver=approver,
+        gates=gov_cfg.gates,
+        phases=config.phases,
+        clock=clock,
+        tenant=gov_cfg.tenant,
+        redact=gov_cfg.audit.redact,
+        approval_ttl=gov_cfg.approvals.timeout,
+        allow_self_approval=gov_cfg.approvals.allow_self_approval,
+    )
+
+
+class Harness:
+    """The runnable agent. ``run(prompt)`` is in ``corral.harness.loop``; this class only assembles."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        store: Any = None,
+        principal: str | None = None,
+        roles: tuple[str, ...] = (),
+        approver: Callable[..., Any] | None = None,
+        model: Any = None,
+        clock: Callable[..., Any] | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.config = config
+        self.principal = principal or os.environ.get("USER") or _user()
+        self.roles = tuple(roles)
+        self.governor = governor_from_config(config, store=store, approver=approver, clock=clock)
+        self.tools: dict[str, ExposedTool] = {}
+        self.defer_irreversible = True
+        self._mcp_clients: list[Any] = []
+        self._register_phase_tools()
+        for index, tool in enumerate(config.tools):
+            try:
+                if isinstance(tool, PythonTool):
+                    self._register_python(tool)
+                elif isinstance(tool, BuiltinTool):
+                    self._register_builtin(tool)
+                elif isinstance(tool, McpTool):
+                    self._register_mcp(tool)
+            except ConfigError as exc:
+                raise ConfigError(f"{config.source}: tools[{index}]: {exc}") from None
+        if config.memory.long_term:
+            from corral.harness.memory import LongTermMemory
+
+            self.memory = LongTermMemory(self.governor.store, config.name)
+            for fn in (remember, recall):
+                self._expose(fn.__name__, fn, "read" if fn is recall else "reversible",
+                              compensate=self.memory.forget_call if fn is remember else None)
+        self.model = model
+        self.fallback_model = None
+        if self.model is None:
+            from corral.harness.models.base import make_model
+
+            self.model = make_model(config.model.model_dump(), base_dir=config.base_dir)
+            if config.model.fallback is not None:
+                fallback = {**config.model.model_dump(), **config.model.fallback.model_dump(exclude_none=True)}
+                fallback.pop("fallback", None)
+                self.fallback_model = make_model(fallback, base_dir=config.base_dir)
+        self.recovery = self.governor.recover() if recover else None
+
+    # --------------------------------------------------------------------------------- registration
+
+    def _expose(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        effect: str,
+        *,
+        description: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        phase_tool: bool = False,
+        **options: Any,
+    ) -> None:
+        options = {k: v for k, v in options.items() if v is not None}
+        self.governor.register(name, fn, effect=effect, **options)
+        doc = description or (fn.__doc__ or "").strip().split("\n")[0] or name
+        self.tools[name] = ExposedTool(name, doc, parameters or schema_from_signature(fn), phase_tool)
+
+    def _register_phase_tools(self) -> None:
+        for name, fn in _PHASE_FUNCS.items():
+            params = schema_from_signature(fn)
+            if name == "propose_plan":
+                params["properties"]["steps"] = {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"tool": {"type": "string"}, "args": {"type": "object"}},
+                              "required": ["tool"]},
+                }
+            self._expose(name, fn, READ, parameters=params, phase_tool=True)
+
+    def _register_python(self, tool: PythonTool) -> None:
+        fn = resolve_import(tool.python, self.config.base_dir)
+        name = tool.name or tool.python.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+        compensate = resolve_import(tool.compensate, self.config.base_dir) if tool.compensate else None
+        self._expose(
+            name, fn, tool.effect or IRREVERSIBLE, description=tool.description, compensate=compensate,
+            cost=tool.cost, retryable=tool.retryable, compensate_unknown=tool.compensate_unknown,
+        )
+
+    def _register_builtin(self, tool: BuiltinTool) -> None:
+        from corral.harness.tools.session_builtins import for_harness
+
+        for builtin in for_harness(tool.builtin, timeout=tool.timeout):
+            effect = tool.effect or builtin.effect
+            self._expose(builtin.name, builtin.fn, effect, description=builtin.description,
+                         parameters=builtin.parameters, compensate=builtin.compensate)
+
+    def _register_mcp(self, tool: McpTool) -> None:
+        from corral.harness.tools.mcp import register_mcp_tools
+
+        self._mcp_clients.append(register_mcp_tools(self, tool))
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    def allowed(self, name: str) -> bool:
+        """``allowed_tools`` filters what the model may call; phase tools are always allowed."""
+        from fnmatch import fnmatchcase
+
+        tool = self.tools.get(name)
+        if tool is None:
+            return False
+        return tool.phase_tool or any(fnmatchcase(name, pattern) for pattern in self.config.allowed_tools)
+
+    def model_price(self, model: Any) -> tuple[Decimal, Decimal]:
+        cfg = self.config.model
+        price = cfg.price
+        if model is self.fallback_model and cfg.fallback is not None and cfg.fallback.price is not None:
+            price = cfg.fallback.price
+        return Decimal(str(price.input_per_mtok)), Decimal(str(price.output_per_mtok))
+
+    def workspace_for(self, session_id: str) -> Path:
+        base = Path(self.config.workspace) if self.config.workspace else Path(".corral") / "workspaces"
+        if not base.is_absolute() and self.config.workspace:
+            base = self.config.base_dir / base
+        path = base / session_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def close(self) -> None:
+        for client in self._mcp_clients:
+            try:
+                client.close()
+            except Exception:
+                pass
+        self.governor.close()
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "user"
