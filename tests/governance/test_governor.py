@@ -237,3 +237,14 @@ def test_calls_window_rule_counts_executed_calls(clock):
         s.call("send_a")
     clock.advance(minutes=61)
     s.call("send_a")
+
+
+def test_session_with_a_chosen_id_is_created_then_resumed():
+    gov = Governor()
+    gov.register("q", lambda: 1, effect="read")
+    s = gov.session("alice", id="claude-123", create=True)
+    s.call("q")
+    again = gov.session(id="claude-123", create=True)
+    assert again.id == "claude-123" and again.principal == "alice" and len(again.traces) == 1
+    with pytest.raises(ConfigError, match="session id"):
+        gov.session(id="", create=True)

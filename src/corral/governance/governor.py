@@ -240,11 +240,18 @@ class Governor:
         roles: Iterable[str] = (),
         *,
         id: str | None = None,
+        create: bool = False,
     ) -> Any:
-        """A new session for ``principal``; ``gov.session(id=...)`` resumes one from the store."""
+        """A new session for ``principal``; ``gov.session(id=...)`` resumes one from the store.
+
+        With ``create=True`` a missing ``id`` starts a new session under that id (for callers that bring
+        their own ids, like Claude Code's ``session_id``).
+        """
         from corral.governance.session import Session
 
         if id is not None:
+            if create and self.store.get_session(id) is None:
+                return Session.start(self, principal, roles, session_id=id)
             return Session.resume(self, id)
         return Session.start(self, principal, roles)
 

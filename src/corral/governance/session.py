@@ -43,14 +43,16 @@ class Session:
     # ----------------------------------------------------------------------------- start and resume
 
     @classmethod
-    def start(cls, governor: Any, principal: Any, roles: Any) -> Session:
+    def start(cls, governor: Any, principal: Any, roles: Any, session_id: str | None = None) -> Session:
         if principal is not None and (not isinstance(principal, str) or not principal.strip()):
             raise ConfigError(f"principal must be a non-empty name or None, got {principal!r}")
         if isinstance(roles, str):
             roles = [roles]
         if not isinstance(roles, Iterable) or not all(isinstance(r, str) and r for r in roles):
             raise ConfigError(f"roles must be a list of names, got {roles!r}")
-        session = cls(governor, new_id(), principal, tuple(roles), created=iso(governor.now()))
+        if session_id is not None and (not isinstance(session_id, str) or not session_id or len(session_id) > 200):
+            raise ConfigError(f"a session id is a non-empty string of at most 200 characters, got {session_id!r}")
+        session = cls(governor, session_id or new_id(), principal, tuple(roles), created=iso(governor.now()))
         session._save()
         return session
 
