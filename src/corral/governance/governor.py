@@ -360,6 +360,7 @@ class Governor:
                 record["budget"] = None
         trace = Trace(record)
         if not dry:
+            session.last_trace = trace
             try:
                 self.store.append(session.id, record, durable=True)
             except Exception as exc:  # the refusal stands; say the trace could not be stored
@@ -713,6 +714,7 @@ class Governor:
             outcome["note"] = note
         pc.session.note_executed(pc.name, self.now())
         pc.extra["outcome"] = outcome
+        pc.session.last_trace = Trace({**pc.record, "outcome": outcome})
         if pc.recorded:  # the decision is sealed in the chain: its outcome is a record of its own
             self._append_outcome(pc.session.id, pc.record["id"], outcome)
         else:

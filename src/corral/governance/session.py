@@ -39,6 +39,7 @@ class Session:
         self.lock = threading.RLock()
         self.call_log: list[tuple[str, datetime]] = []
         self._tx: Any = None
+        self.last_trace: Trace | None = None  # the latest call decision this process made, for live views
 
     # ----------------------------------------------------------------------------- start and resume
 

@@ -31,6 +31,7 @@ from corral.governance.budget import DEGRADE, FORCE_DECIDE, STOP
 from corral.governance.effects import IRREVERSIBLE, READ
 from corral.harness.models.base import Message, ToolCall, ToolSchema, estimate_tokens
 from corral.harness.runtime import CURRENT, HARNESS_KEY, Harness, RunContext
+from corral.harness.telemetry import record_decision, record_usage
 from corral.harness.tools.schema import argument_problems
 
 END_TURN = "end_turn"
@@ -123,20 +124,23 @@ def run(
         if session_id is not None and not prompt and not state["paused"] and state["stop_reason"] == END_TURN:
             return _result(harness, session, state, END_TURN, state["answer"])  # finished: answer again
         transcript = [Message.from_dict(m) for m in state["transcript"]]
-        try:
-            if state["paused"]:
-                _resume_paused(harness, ctx, transcript, emit)
-            if prompt:
-                transcript.append(Message(role="user", content=prompt))
-            answer = _loop(harness, ctx, transcript, emit)
-            stop_reason = END_TURN
-            approval = None
-        except _Stop as stop:
-            stop_reason, answer, approval = stop.reason, stop.answer, stop.approval
-        except Exception as exc:  # a fault in the harness itself: end cleanly, keep everything
-            stop_reason, answer, approval = ERROR, f"harness error: {type(exc).__name__}: {exc}", None
-            emit("error", {"error": answer})
-            _rollback_open_commit(session, f"the run failed: {exc}")
+        with harness.telemetry.invoke_agent(session.id, session.principal) as span:
+            try:
+                if state["paused"]:
+                    _resume_paused(harness, ctx, transcript, emit)
+                if prompt:
+                    transcript.append(Message(role="user", content=prompt))
+                answer = _loop(harness, ctx, transcript, emit)
+                stop_reason = END_TURN
+                approval = None
+            except _Stop as stop:
+                stop_reason, answer, approval = stop.reason, stop.answer, stop.approval
+            except Exception as exc:  # a fault in the harness itself: end cleanly, keep everything
+                stop_reason, answer, approval = ERROR, f"harness error: {type(exc).__name__}: {exc}", None
+                span.record_exception(exc)
+                emit("error", {"error": answer})
+                _rollback_open_commit(session, f"the run failed: {exc}")
+            span.set_attribute("corral.stop_reason", stop_reason)
         if stop_reason in (BUDGET_STOP, ERROR, TIMEOUT, MAX_ITERATIONS):
             _rollback_open_commit(session, f"the run stopped: {stop_reason}")
         state["transcript"] = [m.to_dict() for m in transcript]
@@ -205,11 +209,15 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
             raise _Stop(BUDGET_STOP, _wrap_up(ctx, refused.reason)) from None
         emit("model", {"model": model.id, "estimate": float(estimate), "gate": gate})
         ctx.state["model_calls"] = ctx.state.get("model_calls", 0) + 1
-        try:
-            response = model.complete(system=system, messages=window, tools=tools, max_tokens=max_tokens)
-        except Exception as exc:
-            harness.governor.settle_spend(ctx.session, label, reservation, estimate, 0, error=exc)
-            raise
+        with harness.telemetry.chat(model.provider, model.id, max_tokens) as span:
+            try:
+                response = model.complete(system=system, messages=window, tools=tools, max_tokens=max_tokens)
+            except Exception as exc:
+                harness.governor.settle_spend(ctx.session, label, reservation, estimate, 0, error=exc)
+                span.record_exception(exc)
+                raise
+            record_usage(span, response.usage.input_tokens, response.usage.output_tokens, response.model,
+                         response.stop_reason)
         actual = (Decimal(response.usage.input_tokens) * price_in
                   + Decimal(response.usage.output_tokens) * price_out) / Decimal(1_000_000)
         harness.governor.settle_spend(
@@ -234,7 +242,11 @@ def _run_tool_calls(
 ) -> None:
     for index, call in enumerate(calls):
         try:
-            result = _governed_call(harness, ctx, call, emit)
+            with harness.telemetry.execute_tool(call.name, call.id, ctx.session.phase) as span:
+                result = _governed_call(harness, ctx, call, emit)
+                last = ctx.session.last_trace
+                if last is not None and last.tool == call.name:
+                    record_decision(span, last)
         except ApprovalPending as pending:
             # pause: the call (and those after it in this turn) run when the session resumes
             ctx.state["paused"] = [_call_dict(c) for c in calls[index:]]
@@ -302,7 +314,7 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
         result = {"blocked": True, "reason": str(refused), "hint": _hint(session, refused)}
     except Exception as exc:  # the tool's own failure is its result
         result = {"error": f"{type(exc).__name__}: {exc}"}
-    trace = session.traces[-1] if session.traces else None
+    trace = session.last_trace
     emit("call", {"tool": call.name, "args": args, "result": result,
                   "decision": trace.decision if trace is not None and trace.tool == call.name else None,
                   "reason": trace.reason if trace is not None and trace.tool == call.name else None,

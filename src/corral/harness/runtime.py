@@ -195,11 +195,16 @@ class Harness:
         model: Any = None,
         clock: Callable[..., Any] | None = None,
         recover: bool = True,
+        tracer: Any = None,
     ) -> None:
         self.config = config
         self.principal = principal or os.environ.get("USER") or _user()
         self.roles = tuple(roles)
         self.governor = governor_from_config(config, store=store, approver=approver, clock=clock)
+        from corral.harness.telemetry import Telemetry
+
+        self.telemetry = Telemetry(config.name, exporter=config.telemetry.exporter,
+                                   endpoint=config.telemetry.endpoint, tracer=tracer)
         self.tools: dict[str, ExposedTool] = {}
         self.defer_irreversible = True
         self._mcp_clients: list[Any] = []
