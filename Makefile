@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run tour test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## run the offline example: governed refunds on the built-in kernel
+run: $(STAMP)  ## the main job: the refund desk agent, offline (scripted model, SQLite store)
+	$(BIN)/python examples/refund_desk/demo.py
+
+tour: $(STAMP)  ## the governance kernel on its own, step by step
 	$(BIN)/python examples/kernel_tour.py
 
 test: $(STAMP)  ## lint, then the whole test suite, then the benchmarks in quick mode

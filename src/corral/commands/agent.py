@@ -70,7 +70,7 @@ class LiveView:
     """What a person watching ``corral run`` sees: the phase, each call and its decision, the budget."""
 
     COLOURS = {"allowed": "green", "flagged": "yellow", "approved": "green", "blocked": "red", "denied": "red",
-               "pending": "magenta", "refused": "red"}
+               "pending": "magenta", "refused": "red", "failed": "red", "deferred": "cyan"}
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -83,7 +83,8 @@ class LiveView:
         filled = min(20, int(pct / 5))
         colour = "green" if not budget.get("gate") else ("yellow" if budget["gate"] == "degrade" else "red")
         gate = f" {budget['gate']}" if budget.get("gate") else ""
-        return (f"[{colour}]{'█' * filled}{'░' * (20 - filled)}[/] ${budget['spent']:.2f}/${budget['limit']:.2f}"
+        spent = f"{budget['spent']:.2f}" if budget["spent"] >= 1 or budget["spent"] == 0 else f"{budget['spent']:.4f}"
+        return (f"[{colour}]{'█' * filled}{'░' * (20 - filled)}[/] ${spent}/${budget['limit']:.2f}"
                 f" ({pct:.0f}%){gate}")
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
@@ -99,28 +100,31 @@ class LiveView:
         elif kind == "text":
             c.print(f"[cyan]model:[/] {escape(data['text'])}")
         elif kind == "call":
-            phase = data.get("phase")
-            if phase and phase != self.phase:
-                c.print(f"[bold blue]── phase: {phase} ──[/]")
-                self.phase = phase
             decision = data.get("decision") or "error"
+            result = data.get("result")
+            failed = isinstance(result, dict) and bool(result.get("error"))
+            if failed and decision in ("allowed", "flagged", "approved"):
+                decision = "failed"
             colour = self.COLOURS.get(decision, "white")
             args = json.dumps(data.get("args") or {}, ensure_ascii=False)
             if len(args) > 70:
                 args = args[:67] + "..."
             c.print(f"  [{colour}]{decision:<9}[/] {data['tool']}{escape('(' + args + ')')}")
-            result = data.get("result")
-            if isinstance(result, dict) and (result.get("blocked") or result.get("denied") or result.get("error")):
+            if isinstance(result, dict) and (result.get("blocked") or result.get("denied") or failed):
                 reason = result.get("reason") or result.get("error")
                 c.print(f"            [dim]{escape(str(reason))}[/]")
                 if result.get("hint"):
                     c.print(f"            [dim]hint: {escape(result['hint'])}[/]")
-            elif decision not in ("blocked", "refused") and data.get("reason"):
+            elif data.get("reason"):
                 c.print(f"            [dim]{escape(str(data['reason']))}[/]")
             if data.get("budget"):
                 c.print(f"            {self.gauge(data['budget'])}")
+            phase = data.get("phase")
+            if phase and phase != self.phase:
+                c.print(f"[bold blue]── phase: {phase} ──[/]")
+                self.phase = phase
         elif kind == "pending":
-            c.print(f"[magenta]⏸ waiting for approval {data['approval']}[/] ({escape(data['reason'])})")
+            c.print(f"  [magenta]pending  [/] {data['tool']}: {escape(data['reason'])}")
         elif kind == "error":
             c.print(f"[red]{escape(data['error'])}[/]")
         elif kind == "stop":

@@ -252,7 +252,7 @@ def _run_tool_calls(
             ctx.state["paused"] = [_call_dict(c) for c in calls[index:]]
             approval = pending.approval_id
             emit("pending", {"tool": call.name, "approval": approval, "reason": pending.reason})
-            raise _Stop(AWAITING_APPROVAL, f"waiting for approval {approval}: {pending.reason}", approval) from None
+            raise _Stop(AWAITING_APPROVAL, pending.reason, approval) from None
         transcript.append(Message(role="tool", content=_to_text(result), tool_call_id=call.id, name=call.name))
         if ctx.session.budget.gate == STOP and index < len(calls) - 1:
             for rest in calls[index + 1:]:
@@ -295,8 +295,12 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
                 call.name, **args)
         elif effect == IRREVERSIBLE and harness.defer_irreversible:
             tx.defer(call.name, **args)
-            result = {"deferred": True, "runs_at": "finish_commit"}
             _persist_deferred(tx)
+            result = {"deferred": True, "runs_at": "finish_commit"}
+            emit("call", {"tool": call.name, "args": args, "result": result, "decision": "deferred",
+                          "reason": "checked now; runs at finish_commit", "phase": session.phase,
+                          "budget": session.budget.to_dict()})
+            return result
         else:
             result = tx.call(call.name, **args)
     except ApprovalPending:

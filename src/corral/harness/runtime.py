@@ -206,6 +206,7 @@ class Harness:
         self.telemetry = Telemetry(config.name, exporter=config.telemetry.exporter,
                                    endpoint=config.telemetry.endpoint, tracer=tracer)
         self.tools: dict[str, ExposedTool] = {}
+        self.builtin_cache: dict[tuple[str, str], Any] = {}
         self.defer_irreversible = True
         self._mcp_clients: list[Any] = []
         self._register_phase_tools()
@@ -279,7 +280,7 @@ class Harness:
     def _register_builtin(self, tool: BuiltinTool) -> None:
         from corral.harness.tools.session_builtins import for_harness
 
-        for builtin in for_harness(tool.builtin, timeout=tool.timeout):
+        for builtin in for_harness(self, tool.builtin, timeout=tool.timeout):
             effect = tool.effect or builtin.effect
             self._expose(builtin.name, builtin.fn, effect, description=builtin.description,
                          parameters=builtin.parameters, compensate=builtin.compensate)

@@ -1,0 +1,37 @@
+"""The examples are part of the product: they run in CI, so they never rot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_kernel_tour_runs_and_shows_every_stage():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "kernel_tour.py")], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "blocked: reversible call issue_refund is not allowed in explore" in text
+    assert "approved: refunds over $100 need a human" in text
+    assert "transaction committed" in text and "transaction rolled_back" in text
+    assert "void RF-VIP-7" in text and "gate force_decide" in text
+    assert "hash chain intact" in text
+
+
+def test_refund_desk_demo_pauses_for_approval_resumes_and_commits(tmp_path):
+    example = tmp_path / "refund_desk"
+    shutil.copytree(ROOT / "examples" / "refund_desk", example, ignore=shutil.ignore_patterns(".corral"))
+    out = subprocess.run([sys.executable, str(example / "demo.py")], capture_output=True, text=True, timeout=300,
+                         cwd=example)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    shop = json.loads((example / ".corral" / "shop.json").read_text())
+    paid = [r for r in shop["refunds"].values() if r["status"] == "paid"]
+    assert len(paid) == 1 and paid[0]["amount"] == 120  # the approved refund ran exactly once
+    assert shop["stock"]["SKU-1"] == 1  # the first, rolled-back restock was undone
+    assert len(shop["outbox"]) == 1
+    assert "all intact" in out.stderr or "intact" in out.stdout
