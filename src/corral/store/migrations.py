@@ -1,0 +1,143 @@
+r"""Versioned schema migrations for the SQL stores: one ordered list, one dialect per database.
+
+A database records every migration applied to it in ``schema_version``. Opening a store applies the
+missing ones in order, each in its own transaction (so a failure leaves the database at the last
+complete version, never half-migrated), and refuses a database written by a newer corral.
+
+The schema (version 1):
+
+- ``sessions``      one JSON document per session, with its agent for listing
+- ``audit``         the hash-chained records, ``(session_id, seq)``, with ``prev`` and ``hash`` beside the body
+                    and the record's own id (``find_record``)
+- ``heads``         each session's head hash and last ``seq`` — kept apart from the chain — and its HMAC
+- ``budget_scopes`` spent and reserved per scope key (exact decimals: TEXT in SQLite, NUMERIC in Postgres)
+- ``reservations``  open reservations: amount, the scope keys they hold, when they expire
+- ``approvals``     one JSON document per request; binding, session and status as columns for lookups
+- ``transactions``  one JSON document per transaction; state as a column
+- ``tx_steps``      the transaction log: entries in order, ``(tx_id, pos)``
+- ``memories``      long-term memory: text and tags per namespace (agent/principal)
+- ``memory_words``  its word index: each distinct word (``\w+``, lower case, two letters or more) of a memory
+
+JSON documents are TEXT on both databases, so what was written is exactly what is read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+SCHEMA_VERSION_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY,"
+    " description TEXT NOT NULL,"
+    " applied_at TEXT NOT NULL)"
+)
+SCHEMA_VERSION_POSTGRES = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY,"
+    " description TEXT NOT NULL,"
+    " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+
+_V1_SQLITE = (
+    "CREATE TABLE sessions (id TEXT PRIMARY KEY, agent TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX sessions_agent ON sessions (agent)",
+    "CREATE TABLE audit ("
+    " session_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT, prev TEXT NOT NULL, hash TEXT NOT NULL,"
+    " record TEXT NOT NULL, PRIMARY KEY (session_id, seq)) WITHOUT ROWID",
+    "CREATE INDEX audit_record_id ON audit (record_id)",
+    "CREATE TABLE heads ("
+    " session_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, hmac TEXT)",
+    "CREATE TABLE budget_scopes ("
+    " key TEXT PRIMARY KEY, spent TEXT NOT NULL DEFAULT '0', reserved TEXT NOT NULL DEFAULT '0')",
+    "CREATE TABLE reservations ("
+    " id TEXT PRIMARY KEY, scopes TEXT NOT NULL, amount TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE INDEX reservations_expires ON reservations (expires_at)",
+    "CREATE TABLE approvals ("
+    " id TEXT PRIMARY KEY, binding TEXT, session TEXT, status TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX approvals_binding ON approvals (binding)",
+    "CREATE INDEX approvals_session ON approvals (session, status)",
+    "CREATE TABLE transactions (id TEXT PRIMARY KEY, state TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX transactions_state ON transactions (state)",
+    "CREATE TABLE tx_steps ("
+    " tx_id TEXT NOT NULL, pos INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (tx_id, pos)) WITHOUT ROWID",
+    "CREATE TABLE memories (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, text TEXT NOT NULL, tags TEXT NOT NULL)",
+    "CREATE TABLE memory_words ("
+    " word TEXT NOT NULL, memory_id TEXT NOT NULL, PRIMARY KEY (word, memory_id)) WITHOUT ROWID",
+    "CREATE INDEX memory_words_memory ON memory_words (memory_id)",
+)
+
+# ``ord`` keeps insertion order (an upsert keeps its row's place, as the memory store does).
+_V1_POSTGRES = (
+    "CREATE TABLE sessions ("
+    " id TEXT PRIMARY KEY, ord BIGINT GENERATED ALWAYS AS IDENTITY, agent TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX sessions_agent ON sessions (agent, ord)",
+    "CREATE TABLE audit ("
+    " session_id TEXT NOT NULL, seq BIGINT NOT NULL, record_id TEXT, prev TEXT NOT NULL, hash TEXT NOT NULL,"
+    " record TEXT NOT NULL, PRIMARY KEY (session_id, seq))",
+    "CREATE INDEX audit_record_id ON audit (record_id)",
+    "CREATE TABLE heads ("
+    " session_id TEXT PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 0, head TEXT NOT NULL DEFAULT '', hmac TEXT)",
+    "CREATE TABLE budget_scopes ("
+    " key TEXT PRIMARY KEY, spent NUMERIC NOT NULL DEFAULT 0, reserved NUMERIC NOT NULL DEFAULT 0)",
+    "CREATE TABLE reservations ("
+    " id TEXT PRIMARY KEY, scopes TEXT[] NOT NULL, amount NUMERIC NOT NULL, expires_at TIMESTAMPTZ NOT NULL)",
+    "CREATE INDEX reservations_expires ON reservations (expires_at)",
+    "CREATE TABLE approvals ("
+    " id TEXT PRIMARY KEY, ord BIGINT GENERATED ALWAYS AS IDENTITY, binding TEXT, session TEXT,"
+    " status TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX approvals_binding ON approvals (binding)",
+    "CREATE INDEX approvals_session ON approvals (session, status)",
+    "CREATE TABLE transactions ("
+    " id TEXT PRIMARY KEY, ord BIGINT GENERATED ALWAYS AS IDENTITY, state TEXT, doc TEXT NOT NULL)",
+    "CREATE INDEX transactions_state ON transactions (state)",
+    "CREATE TABLE tx_steps ("
+    " tx_id TEXT NOT NULL, pos BIGINT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (tx_id, pos))",
+    "CREATE TABLE memories ("
+    " id TEXT PRIMARY KEY, ord BIGINT GENERATED ALWAYS AS IDENTITY, namespace TEXT NOT NULL, text TEXT NOT NULL,"
+    " tags TEXT NOT NULL)",
+    "CREATE TABLE memory_words ("
+    " word TEXT NOT NULL, memory_id TEXT NOT NULL, PRIMARY KEY (word, memory_id))",
+    "CREATE INDEX memory_words_memory ON memory_words (memory_id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
+              _V1_SQLITE, _V1_POSTGRES),
+)
+
+CURRENT_VERSION = MIGRATIONS[-1].version
+
+# Postgres: one advisory lock serialises migrating processes (an arbitrary constant: "corral" in ASCII).
+POSTGRES_MIGRATION_LOCK = 0x636F7272616C
+
+
+def pending(current: int) -> list[Migration]:
+    """The migrations a database at version ``current`` still needs, in order."""
+    return [m for m in MIGRATIONS if m.version > current]
+
+
+def too_new_message(where: str, found: int) -> str:
+    return (
+        f"{where}: the database has schema version {found}, newer than this corral supports "
+        f"(version {CURRENT_VERSION}); upgrade corral, or point it at another database"
+    )
+
+
+def _check_order() -> None:
+    versions = [m.version for m in MIGRATIONS]
+    if versions != list(range(1, len(versions) + 1)):  # pragma: no cover - a programming error
+        raise AssertionError(f"migrations must be numbered 1, 2, 3… in order, got {versions}")
+
+
+_check_order()
+
+__all__ = ["CURRENT_VERSION", "MIGRATIONS", "Migration", "pending", "too_new_message"]

@@ -1,0 +1,585 @@
+"""The PostgreSQL store: several processes on several machines share one fleet's governance state.
+
+psycopg 3 with a ``psycopg_pool.ConnectionPool`` (each connection checked before use, so a
+connection the server dropped is replaced, not used). Wherever a decision depends on what was read,
+the rows are locked first: a session's head row for the audit chain, every budget scope's row —
+in sorted key order, so two reservations never deadlock — for a reservation, an approval's row for
+its compare-and-set. Amounts are ``NUMERIC``; JSON documents are ``TEXT``, read back exactly as written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from corral.errors import ConfigError, StoreError
+from corral.governance.ids import new_id
+from corral.store.audit import audit_key
+from corral.store.migrations import (
+    CURRENT_VERSION,
+    POSTGRES_MIGRATION_LOCK,
+    SCHEMA_VERSION_POSTGRES,
+    pending,
+    too_new_message,
+)
+from corral.store.sqlite import (
+    ChainRecord,
+    GroupCommit,
+    chain_record,
+    decode_doc,
+    encode_doc,
+    head_signature,
+    memory_words,
+    query_words,
+    to_decimal,
+    to_utc,
+)
+from corral.store.urls import parse_postgres_url, redact_url
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+except ImportError:  # pragma: no cover - psycopg is a dependency
+    psycopg = None  # type: ignore[assignment]
+
+log = logging.getLogger("corral.store")
+
+T = TypeVar("T")
+
+# A transaction that failed only because it lost a race is rolled back whole; running it again is safe.
+_RETRYABLE = ("40001", "40P01")  # serialization_failure, deadlock_detected
+
+
+class PostgresStore:
+    """``PostgresStore("postgresql://user@host:5432/db")``; the URL is read as libpq reads it.
+
+    ``pool_size`` bounds the connections of this process; ``timeout`` is how long an operation waits for
+    a connection (seconds) before it fails with ``StoreError`` — and the kernel blocks the call.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 8,
+        timeout: float = 5.0,
+        connect_timeout: int = 5,
+        batch_size: int = 256,
+        flush_interval: float = 0.05,
+    ) -> None:
+        if not isinstance(url, str):
+            raise ConfigError(f"a PostgreSQL store URL is a string like postgresql://user@host/db, got {url!r}")
+        if psycopg is None:  # pragma: no cover
+            raise ConfigError(
+                f"store URL {redact_url(url)!r}: PostgreSQL needs psycopg; pip install 'corral[postgres]'"
+            )
+        params = parse_postgres_url(url)
+        if pool_size < 1:
+            raise ConfigError(f"pool_size must be ≥ 1, got {pool_size!r}")
+        self.url = url
+        self._where = f"PostgreSQL store {redact_url(url)}"
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            self._kwargs["connect_timeout"] = connect_timeout
+        if "application_name" not in params:
+            self._kwargs["application_name"] = "corral"
+        self._pool_size = pool_size
+        self._timeout = float(timeout)
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._key = audit_key()
+        self._chain = GroupCommit(self._write_chain, size=batch_size, interval=flush_interval, name=self._where)
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {redact_url(self.url)}>"
+
+    # ---------------------------------------------------------------------------------- connections
+
+    def _get_pool(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._pid != os.getpid():  # a forked child opens its own connections
+                self._pool, self._pid = None, os.getpid()
+            if self._pool is None:
+                pool = ConnectionPool(
+                    self.url,
+                    kwargs=self._kwargs,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self._timeout,
+                    name="corral",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection, checked before use: one the server dropped is discarded, not used.
+
+        (The pool's own ``check`` waits a second between failed checks; after a server restart every
+        idle connection fails once, and a governed call should not wait for each of them.)
+        """
+        pool = self._get_pool()
+        deadline = time.monotonic() + self._timeout
+        while True:
+            conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
+            try:
+                conn.execute("")
+            except psycopg.Error:
+                pool.putconn(conn)  # broken: the pool closes it and opens a new one in the background
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            break
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _fault(self, what: str, exc: BaseException) -> StoreError:
+        text = str(exc).strip() or type(exc).__name__
+        return StoreError(f"{self._where}: {what} failed: {text.splitlines()[0]}")
+
+    def _run(self, what: str, work: Callable[[Any], T], *, transaction: bool = True) -> T:
+        """Run ``work(conn)`` in one transaction (or one autocommit statement); DB errors become StoreError."""
+        for attempt in range(1, 4):
+            try:
+                with self._connection() as conn:
+                    if not transaction:
+                        return work(conn)
+                    with conn.transaction():
+                        return work(conn)
+            except psycopg.Error as exc:
+                if getattr(exc, "sqlstate", None) in _RETRYABLE and attempt < 3:
+                    continue
+                raise self._fault(what, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ----------------------------------------------------------------------------------- migrations
+
+    def _migrate(self) -> None:
+        try:
+            conn = psycopg.connect(self.url, **self._kwargs)
+        except psycopg.Error as exc:
+            raise self._fault("connecting", exc) from exc
+        with conn:
+            try:
+                current = _postgres_version(conn)
+            except psycopg.Error as exc:
+                raise self._fault("reading the schema version", exc) from exc
+            if current > CURRENT_VERSION:
+                raise StoreError(too_new_message(self._where, current))
+            for migration in pending(current):
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (POSTGRES_MIGRATION_LOCK,))
+                        conn.execute(SCHEMA_VERSION_POSTGRES)
+                        found = _postgres_version(conn)  # another process may have migrated meanwhile
+                        if found > CURRENT_VERSION:
+                            raise StoreError(too_new_message(self._where, found))
+                        if found >= migration.version:
+                            continue
+                        for statement in migration.postgres:
+                            conn.execute(statement)
+                        conn.execute(
+                            "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                            (migration.version, migration.description),
+                        )
+                except psycopg.Error as exc:
+                    raise self._fault(f"migration {migration.version} ({migration.description})", exc) from exc
+
+    def schema_version(self) -> int:
+        return self._run("reading the schema version", _postgres_version, transaction=False)
+
+    # ------------------------------------------------------------------------------------- sessions
+
+    def put_session(self, record: dict[str, Any]) -> None:
+        args = (record["id"], record.get("agent"), encode_doc(record))
+        self._run("put_session", lambda conn: conn.execute(
+            "INSERT INTO sessions (id, agent, doc) VALUES (%s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, doc = excluded.doc", args
+        ), transaction=False)
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        row = self._run("get_session", lambda conn: conn.execute(
+            "SELECT doc FROM sessions WHERE id = %s", (session_id,)
+        ).fetchone(), transaction=False)
+        return None if row is None else decode_doc("sessions", session_id, row[0])
+
+    def list_sessions(self, agent: str | None = None) -> list[dict[str, Any]]:
+        def work(conn: Any) -> list[Any]:
+            if agent is None:
+                return conn.execute("SELECT id, doc FROM sessions ORDER BY ord").fetchall()
+            return conn.execute("SELECT id, doc FROM sessions WHERE agent = %s ORDER BY ord", (agent,)).fetchall()
+
+        return [decode_doc("sessions", key, doc) for key, doc in self._run("list_sessions", work, transaction=False)]
+
+    # ------------------------------------------------------------------------------------ audit chain
+
+    def append(self, session_id: str, record: dict[str, Any], *, durable: bool = True) -> dict[str, Any]:
+        item = ChainRecord.of(session_id, record)
+        if durable:
+            self._chain.write([item])
+        else:
+            self._chain.buffer(item)
+        return record
+
+    def _write_chain(self, batch: list[ChainRecord]) -> None:
+        sessions = sorted({item.session_id for item in batch})
+
+        def work(conn: Any) -> None:
+            # Lock each head row (creating it first) in sorted order: one writer per session at a time.
+            rows = conn.execute(
+                "INSERT INTO heads (session_id) SELECT unnest(%s::text[]) "
+                "ON CONFLICT (session_id) DO UPDATE SET seq = heads.seq RETURNING session_id, seq, head",
+                (sessions,),
+            ).fetchall()
+            heads = {sid: (int(seq), str(head)) for sid, seq, head in rows}
+            audit = []
+            for item in batch:
+                seq, prev = heads[item.session_id]
+                digest = item.seal(prev)
+                audit.append((item.session_id, seq + 1, item.record_id, prev, digest, item.text))
+                heads[item.session_id] = (seq + 1, digest)
+            sids = list(heads)
+            # one statement: the records in, the heads moved on
+            conn.execute(
+                "WITH added AS (INSERT INTO audit (session_id, seq, record_id, prev, hash, record) "
+                "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])) "
+                "UPDATE heads AS h SET seq = n.seq, head = n.head, hmac = n.hmac "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) AS n(session_id, seq, head, hmac) "
+                "WHERE h.session_id = n.session_id",
+                (
+                    *([row[i] for row in audit] for i in range(6)),
+                    sids,
+                    [heads[sid][0] for sid in sids],
+                    [heads[sid][1] for sid in sids],
+                    [head_signature(self._key, sid, heads[sid][1]) for sid in sids],
+                ),
+            )
+
+        self._run(f"appending {len(batch)} record(s) to the audit chain", work)
+
+    def flush(self) -> None:
+        self._chain.flush()
+
+    def records(self, session_id: str) -> list[dict[str, Any]]:
+        self._chain.flush()
+        rows = self._run("records", lambda conn: conn.execute(
+            "SELECT seq, prev, hash, record FROM audit WHERE session_id = %s ORDER BY seq", (session_id,)
+        ).fetchall(), transaction=False)
+        return [chain_record(text, prev, digest, session_id=session_id, seq=seq) for seq, prev, digest, text in rows]
+
+    def find_record(self, record_id: str) -> dict[str, Any] | None:
+        self._chain.flush()
+        row = self._run("find_record", lambda conn: conn.execute(
+            "SELECT session_id, seq, prev, hash, record FROM audit WHERE record_id = %s "
+            "ORDER BY session_id, seq LIMIT 1", (record_id,)
+        ).fetchone(), transaction=False)
+        if row is None:
+            return None
+        sid, seq, prev, digest, text = row
+        return chain_record(text, prev, digest, session_id=sid, seq=seq)
+
+    def head(self, session_id: str) -> str | None:
+        self._chain.flush()
+        row = self._run("head", lambda conn: conn.execute(
+            "SELECT seq, head FROM heads WHERE session_id = %s", (session_id,)
+        ).fetchone(), transaction=False)
+        return None if row is None or not row[0] else str(row[1])
+
+    def head_signature(self, session_id: str) -> str | None:
+        """The HMAC stored beside the head (``audit.verify_session`` checks it against the key)."""
+        self._chain.flush()
+        row = self._run("head_signature", lambda conn: conn.execute(
+            "SELECT seq, hmac FROM heads WHERE session_id = %s", (session_id,)
+        ).fetchone(), transaction=False)
+        return None if row is None or not row[0] else row[1]
+
+    # ------------------------------------------------------------------------------------ the ledger
+
+    @staticmethod
+    def _lock_scopes(conn: Any, keys: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]]:
+        """Lock every scope row, creating missing ones, in sorted key order; their (spent, reserved)."""
+        rows = conn.execute(
+            "INSERT INTO budget_scopes (key) SELECT k FROM unnest(%s::text[]) AS k ORDER BY k "
+            "ON CONFLICT (key) DO UPDATE SET spent = budget_scopes.spent RETURNING key, spent, reserved",
+            (sorted(set(keys)),),
+        ).fetchall()
+        return {key: (Decimal(spent), Decimal(reserved)) for key, spent, reserved in rows}
+
+    @staticmethod
+    def _add_to_scopes(conn: Any, deltas: dict[str, tuple[Decimal, Decimal]]) -> None:
+        keys = sorted(deltas)
+        conn.execute(
+            "UPDATE budget_scopes AS b SET spent = b.spent + d.spent, reserved = b.reserved + d.reserved "
+            "FROM unnest(%s::text[], %s::numeric[], %s::numeric[]) AS d(key, spent, reserved) WHERE b.key = d.key",
+            (keys, [deltas[k][0] for k in keys], [deltas[k][1] for k in keys]),
+        )
+
+    def reserve(
+        self, scopes: Sequence[tuple[str, Decimal]], amount: Decimal, expires_at: datetime
+    ) -> str | None:
+        amount = to_decimal(amount)
+        limits = [(key, to_decimal(limit)) for key, limit in scopes]
+        keys = [key for key, _ in limits]
+        expires = to_utc(expires_at)
+        rid = new_id()
+
+        def work(conn: Any) -> str | None:
+            usage = self._lock_scopes(conn, keys)
+            for key, limit in limits:
+                spent, reserved = usage[key]
+                if spent + reserved + amount > limit:
+                    raise _DoesNotFit
+            counts = Counter(keys)
+            unique = sorted(counts)
+            conn.execute(  # one statement: the scopes charged, the reservation recorded
+                "WITH charged AS (UPDATE budget_scopes AS b SET reserved = b.reserved + d.add "
+                "FROM unnest(%s::text[], %s::numeric[]) AS d(key, add) WHERE b.key = d.key) "
+                "INSERT INTO reservations (id, scopes, amount, expires_at) VALUES (%s, %s, %s, %s)",
+                (unique, [amount * counts[key] for key in unique], rid, keys, amount, expires),
+            )
+            return rid
+
+        try:
+            return self._run("reserve", work)
+        except _DoesNotFit:
+            return None
+
+    def _take_off(self, conn: Any, rows: list[tuple[Any, ...]], actual: Decimal) -> None:
+        deltas: dict[str, tuple[Decimal, Decimal]] = {}
+        for keys, amount in rows:
+            for key in keys:
+                spent, reserved = deltas.get(key, (Decimal(0), Decimal(0)))
+                deltas[key] = (spent + actual, reserved - Decimal(amount))
+        if deltas:
+            self._lock_scopes(conn, list(deltas))
+            self._add_to_scopes(conn, deltas)
+
+    def settle(self, reservation_id: str, actual: Decimal) -> None:
+        actual = to_decimal(actual)
+
+        def work(conn: Any) -> None:
+            rows = conn.execute(
+                "DELETE FROM reservations WHERE id = %s RETURNING scopes, amount", (reservation_id,)
+            ).fetchall()
+            self._take_off(conn, rows, actual)
+
+        self._run("settle", work)
+
+    def release(self, reservation_id: str) -> None:
+        self.settle(reservation_id, Decimal(0))
+
+    def usage(self, scope_keys: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
+        keys = list(scope_keys)
+        rows = self._run("usage", lambda conn: conn.execute(
+            "SELECT key, spent, reserved FROM budget_scopes WHERE key = ANY(%s)", (keys,)
+        ).fetchall(), transaction=False)
+        found = {key: (Decimal(spent), Decimal(reserved)) for key, spent, reserved in rows}
+        zero = (Decimal(0), Decimal(0))
+        return [found.get(key, zero) for key in keys]
+
+    def release_expired(self, now: datetime) -> int:
+        cutoff = to_utc(now)
+
+        def work(conn: Any) -> int:
+            # SKIP LOCKED: a reservation being settled right now is left to its settle; two recoveries split
+            # the expired ones between them instead of waiting on each other.
+            rows = conn.execute(
+                "DELETE FROM reservations WHERE id IN (SELECT id FROM reservations WHERE expires_at <= %s "
+                "ORDER BY id FOR UPDATE SKIP LOCKED) RETURNING scopes, amount",
+                (cutoff,),
+            ).fetchall()
+            self._take_off(conn, rows, Decimal(0))
+            return len(rows)
+
+        return self._run("release_expired", work)
+
+    # ------------------------------------------------------------------------------------- approvals
+
+    def put_approval(self, record: dict[str, Any]) -> None:
+        args = (record["id"], record.get("binding"), record.get("session"), record.get("status"), encode_doc(record))
+        self._run("put_approval", lambda conn: conn.execute(
+            "INSERT INTO approvals (id, binding, session, status, doc) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET binding = excluded.binding, session = excluded.session, "
+            "status = excluded.status, doc = excluded.doc", args
+        ), transaction=False)
+
+    def get_approval(self, approval_id: str) -> dict[str, Any] | None:
+        row = self._run("get_approval", lambda conn: conn.execute(
+            "SELECT doc FROM approvals WHERE id = %s", (approval_id,)
+        ).fetchone(), transaction=False)
+        return None if row is None else decode_doc("approvals", approval_id, row[0])
+
+    def find_approvals(
+        self, *, binding: str | None = None, session: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        where, params = [], []
+        for column, value in (("binding", binding), ("session", session), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        sql = "SELECT id, doc FROM approvals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._run("find_approvals", lambda conn: conn.execute(sql + " ORDER BY ord", params).fetchall(),
+                         transaction=False)
+        return [decode_doc("approvals", key, doc) for key, doc in rows]
+
+    def resolve_approval(self, approval_id: str, expect: str, fields: dict[str, Any]) -> bool:
+        """Compare-and-set on status: applies ``fields`` only if the status is still ``expect``."""
+
+        def work(conn: Any) -> bool:
+            row = conn.execute("SELECT doc FROM approvals WHERE id = %s FOR UPDATE", (approval_id,)).fetchone()
+            if row is None:
+                return False
+            doc = decode_doc("approvals", approval_id, row[0])
+            if doc.get("status") != expect:
+                return False
+            doc.update(fields)
+            conn.execute(
+                "UPDATE approvals SET binding = %s, session = %s, status = %s, doc = %s WHERE id = %s",
+                (doc.get("binding"), doc.get("session"), doc.get("status"), encode_doc(doc), approval_id),
+            )
+            return True
+
+        return self._run("resolve_approval", work)
+
+    # ---------------------------------------------------------------------------------- transactions
+
+    def put_transaction(self, record: dict[str, Any]) -> None:
+        args = (record["id"], record.get("state"), encode_doc(record))
+        self._run("put_transaction", lambda conn: conn.execute(
+            "INSERT INTO transactions (id, state, doc) VALUES (%s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc", args
+        ), transaction=False)
+
+    def update_transaction(self, tx_id: str, fields: dict[str, Any]) -> None:
+        def work(conn: Any) -> None:
+            row = conn.execute("SELECT doc FROM transactions WHERE id = %s FOR UPDATE", (tx_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self._where}: update_transaction: no transaction {tx_id!r}")
+            doc = decode_doc("transactions", tx_id, row[0])
+            doc.update(fields)
+            conn.execute(
+                "UPDATE transactions SET state = %s, doc = %s WHERE id = %s", (doc.get("state"), encode_doc(doc), tx_id)
+            )
+
+        self._run("update_transaction", work)
+
+    def get_transaction(self, tx_id: str) -> dict[str, Any] | None:
+        row = self._run("get_transaction", lambda conn: conn.execute(
+            "SELECT doc FROM transactions WHERE id = %s", (tx_id,)
+        ).fetchone(), transaction=False)
+        return None if row is None else decode_doc("transactions", tx_id, row[0])
+
+    def transactions(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        def work(conn: Any) -> list[Any]:
+            if states is None:
+                return conn.execute("SELECT id, doc FROM transactions ORDER BY ord").fetchall()
+            return conn.execute(
+                "SELECT id, doc FROM transactions WHERE state = ANY(%s) ORDER BY ord", (list(states),)
+            ).fetchall()
+
+        return [decode_doc("transactions", key, doc) for key, doc in self._run("transactions", work,
+                                                                                  transaction=False)]
+
+    def log_step(self, tx_id: str, entry: dict[str, Any]) -> None:
+        doc = encode_doc(entry)
+
+        def work(conn: Any) -> None:
+            # Serialise writers of one transaction's log; the lock ends with the transaction.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('corral.tx_steps:' || %s, 0))", (tx_id,))
+            conn.execute(
+                "INSERT INTO tx_steps (tx_id, pos, entry) "
+                "SELECT %s, COALESCE(MAX(pos), 0) + 1, %s FROM tx_steps WHERE tx_id = %s",
+                (tx_id, doc, tx_id),
+            )
+
+        self._run("log_step", work)
+
+    def steps(self, tx_id: str) -> list[dict[str, Any]]:
+        rows = self._run("steps", lambda conn: conn.execute(
+            "SELECT pos, entry FROM tx_steps WHERE tx_id = %s ORDER BY pos", (tx_id,)
+        ).fetchall(), transaction=False)
+        return [decode_doc("tx_steps", f"{tx_id}#{pos}", entry) for pos, entry in rows]
+
+    # ----------------------------------------------------------------------------------- long-term memory
+
+    def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
+        words = memory_words(text, tags)
+
+        def work(conn: Any) -> None:
+            conn.execute(
+                "INSERT INTO memories (id, namespace, text, tags) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
+                "DO UPDATE SET namespace = excluded.namespace, text = excluded.text, tags = excluded.tags",
+                (memory_id, namespace, text, tags),
+            )
+            conn.execute("DELETE FROM memory_words WHERE memory_id = %s", (memory_id,))
+            conn.execute(
+                "INSERT INTO memory_words (word, memory_id) SELECT unnest(%s::text[]), %s", (words, memory_id)
+            )
+
+        self._run("memory_put", work)
+
+    def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
+        """Memories sharing most words with ``query``, newest first among equals (as the memory store ranks)."""
+        words = query_words(query)
+        if not words or limit <= 0:
+            return []
+        rows = self._run("memory_search", lambda conn: conn.execute(
+            "SELECT m.id, m.text, m.tags FROM memory_words AS w JOIN memories AS m ON m.id = w.memory_id "
+            "WHERE m.namespace = %s AND w.word = ANY(%s) "
+            "GROUP BY m.id ORDER BY COUNT(*) DESC, MAX(m.ord) DESC LIMIT %s",
+            (namespace, words, limit),
+        ).fetchall(), transaction=False)
+        return [{"id": mid, "text": text, "tags": tags} for mid, text, tags in rows]
+
+    def memory_delete(self, memory_id: str) -> None:
+        def work(conn: Any) -> None:
+            conn.execute("DELETE FROM memory_words WHERE memory_id = %s", (memory_id,))
+            conn.execute("DELETE FROM memories WHERE id = %s", (memory_id,))
+
+        self._run("memory_delete", work)
+
+    # ----------------------------------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Write buffered records and close the pool. A later call opens a new one."""
+        try:
+            self._chain.close()
+        finally:
+            with self._pool_lock:
+                pool, self._pool = self._pool, None
+            if pool is not None and self._pid == os.getpid():
+                try:
+                    pool.close()
+                except Exception as exc:  # closing must not hide the flush's outcome
+                    log.warning("corral: closing the pool of %s: %s", self._where, exc)
+
+
+class _DoesNotFit(Exception):
+    """Raised inside a reservation to roll it back: some scope has no room."""
+
+
+def _postgres_version(conn: Any) -> int:
+    exists = conn.execute("SELECT to_regclass('schema_version')").fetchone()[0]
+    if exists is None:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+__all__ = ["PostgresStore"]
