@@ -272,7 +272,13 @@ def doctor(as_json: bool) -> None:
 
     from corral.harness.sandbox import doctor as sandbox_doctor
 
-    extras = {name: importlib.util.find_spec(mod) is not None for name, mod in
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ImportError:  # a missing parent package
+            return False
+
+    extras = {name: installed(mod) for name, mod in
               (("postgres", "psycopg"), ("mcp", "mcp"), ("openai", "openai"), ("anthropic", "anthropic"),
                ("bedrock", "boto3"), ("otel", "opentelemetry.sdk"))}
     report = {"python": platform.python_version(), "sandbox": sandbox_doctor(), "extras": extras}
