@@ -35,3 +35,23 @@ def test_refund_desk_demo_pauses_for_approval_resumes_and_commits(tmp_path):
     assert shop["stock"]["SKU-1"] == 1  # the first, rolled-back restock was undone
     assert len(shop["outbox"]) == 1
     assert "all intact" in out.stderr or "intact" in out.stdout
+
+
+def test_ops_shell_example_meets_every_gate_in_the_sandbox(tmp_path):
+    example = tmp_path / "ops_shell"
+    shutil.copytree(ROOT / "examples" / "ops_shell", example, ignore=shutil.ignore_patterns(".corral"))
+    out = subprocess.run([sys.executable, "-m", "corral.cli", "run", "agent.yaml", "Inspect.", "--json"],
+                         capture_output=True, text=True, timeout=300, cwd=example)
+    assert out.returncode == 2, out.stderr[-2000:]  # budget_stop is "another stop"
+    result = json.loads(out.stdout)
+    assert result["stop_reason"] == "budget_stop" and result["answer"].startswith("Stopped:")
+    calls = [t for t in result["traces"] if t["kind"] == "call"]
+    curl = next(t for t in calls if "curl" in json.dumps(t["args"]))
+    assert curl["decision"] == "blocked" and "no downloads" in curl["reason"]
+    late = next(t for t in calls if t["args"].get("command") == "echo one more")
+    assert late["decision"] == "blocked" and "force_decide" in late["reason"]
+    gates = [c.get("gate") for t in calls for c in t["checks"] if c.get("check") == "budget"]
+    assert "degrade" in gates and "force_decide" in gates
+    assert not Path("/etc/corral-was-here").exists()
+    workspace = example / ".corral" / "workspaces" / result["session"]
+    assert (workspace / "report.md").read_text().startswith("# Ops report")

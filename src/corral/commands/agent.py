@@ -117,6 +117,13 @@ class LiveView:
                     c.print(f"            [dim]hint: {escape(result['hint'])}[/]")
             elif data.get("reason"):
                 c.print(f"            [dim]{escape(str(data['reason']))}[/]")
+            if isinstance(result, dict) and result.get("timed_out"):
+                c.print("            [red]→ killed at its timeout[/]")
+            elif isinstance(result, dict) and isinstance(result.get("stdout"), str) and result["stdout"].strip():
+                lines = result["stdout"].strip().splitlines()
+                shown = " | ".join(line.strip() for line in lines[:3])[:100]
+                more = f" (+{len(lines) - 3} lines)" if len(lines) > 3 else ""
+                c.print(f"            [dim]→ {escape(shown)}{more}[/]")
             if data.get("budget"):
                 c.print(f"            {self.gauge(data['budget'])}")
             phase = data.get("phase")

@@ -352,9 +352,15 @@ def _hint(session: Any, refused: Exception) -> str:
     if "REQUIRE PLAN" in text or "not in plan" in text:
         return "propose_plan with this call, then begin_commit with that plan"
     if "force_decide" in text:
+        if not session.governor.phases:
+            return "the budget is running low: only reads run now; wrap up"
         return "the budget is running low: back_to_explore or begin_decide, and re-plan with fewer calls"
     if "stop gate" in text:
         return "the budget is spent: wrap up and answer"
+    if text.rstrip().endswith(")") and ".rules:" in text or "<rules>:" in text:
+        return "the policy forbids this call: change it, or ask the user"
+    if not session.governor.phases:
+        return "change the call or ask the user"
     if session.phase == "explore":
         return "call begin_decide, then propose_plan, then begin_commit with the plan first"
     if session.phase == "decide":
