@@ -357,7 +357,7 @@ def _hint(session: Any, refused: Exception) -> str:
         return "the budget is running low: back_to_explore or begin_decide, and re-plan with fewer calls"
     if "stop gate" in text:
         return "the budget is spent: wrap up and answer"
-    if text.rstrip().endswith(")") and ".rules:" in text or "<rules>:" in text:
+    if ".rules:" in text or "<rules>:" in text:
         return "the policy forbids this call: change it, or ask the user"
     if not session.governor.phases:
         return "change the call or ask the user"
