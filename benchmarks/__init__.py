@@ -9,6 +9,7 @@ one ``@case`` each; see ``benchmarks.registry``.
 from __future__ import annotations
 
 from benchmarks import cases as _cases  # noqa: F401  (registers the rows)
+from benchmarks import harness as _harness  # noqa: F401
 from benchmarks import report
 from benchmarks.registry import MODES, REGISTRY, Case, Mode, Report, Row, Run, Target, Versus, case, run
 

@@ -51,8 +51,16 @@ class RunResult:
     stop_reason: str
     answer: str
     budget: dict[str, Any]
-    traces: list[dict[str, Any]] = field(default_factory=list)
     pending_approval: str | None = None
+    _load_traces: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _traces: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    @property
+    def traces(self) -> list[dict[str, Any]]:
+        """The session's whole chain, as dicts — read from the store when first asked for."""
+        if self._traces is None:
+            self._traces = self._load_traces() if self._load_traces is not None else []
+        return self._traces
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,7 +164,8 @@ def run(
 
 
 def _result(harness: Harness, session: Any, state: dict[str, Any], reason: str, answer: str) -> RunResult:
-    return RunResult(session.id, reason, answer, session.budget.to_dict(), [t.to_dict() for t in session.traces])
+    return RunResult(session.id, reason, answer, session.budget.to_dict(),
+                     _load_traces=lambda: [t.to_dict() for t in session.traces])
 
 
 def _rollback_open_commit(session: Any, why: str) -> None:
