@@ -27,7 +27,10 @@ EXPECTED_ROWS = {
     "Cedar, 1,000 policies",
     "Cedar authorizer only, 10 policies",
     "Cedar authorizer only, 1,000 policies",
+    "agent run: new session, one model call, answer",
+    "harness turn with one governed tool call",
 }
+"""The rows this suite knows; other modules (stores, proxies) add rows of their own."""
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +40,14 @@ def tiny():
 
 def test_tiny_run_has_every_row_with_numbers(tiny):
     names = {row.benchmark for row in tiny.rows}
-    assert names == EXPECTED_ROWS
+    assert names >= EXPECTED_ROWS
     assert tiny.ok, tiny.problems
     for row in tiny.rows:
         assert row.error is None
         assert row.stats is not None and row.stats.p50 > 0 and row.stats.p99 >= row.stats.p50
         assert row.stats.ops_per_s > 0
     targets = [row for row in tiny.rows if row.target is not None]
-    assert len(targets) == 3
+    assert len(targets) >= 3
     assert all(row.ratio is not None and row.met in (True, False) for row in targets)
 
 
@@ -74,7 +77,7 @@ def test_quick_mode_has_the_same_rows_as_full_but_cedar_at_10000():
     quick = {c.name for c in selected(MODES["quick"])}
     full = {c.name for c in selected(MODES["full"])}
     assert full - quick == {"Cedar, 10,000 policies", "Cedar authorizer only, 10,000 policies"}
-    assert quick == EXPECTED_ROWS
+    assert quick >= EXPECTED_ROWS
 
 
 def test_cedar_agrees_with_corral_on_every_rule_shape():

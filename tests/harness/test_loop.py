@@ -223,3 +223,12 @@ def test_budget_stop_is_a_graceful_wrap_up(tmp_path):
     assert result.budget["gate"] in ("stop", "force_decide", "degrade")
     assert result.budget["spent"] <= result.budget["limit"]
     assert result.budget["reserved"] == 0  # nothing left reserved after the run
+
+
+def test_scripted_turns_follow_the_session_past_the_memory_window(tmp_path):
+    script = [{"tool_calls": [call("lookup", order_id=str(i))]} for i in range(12)] + [{"text": "twelve lookups"}]
+    path = make_agent(tmp_path, script, extra="memory: {window: 4}\n", budget="{session: 100.0}")
+    result = run(harness(path), "go")
+    assert result.stop_reason == "end_turn" and result.answer == "twelve lookups"
+    looked_up = [t["args"]["order_id"] for t in result.traces if t["tool"] == "lookup"]
+    assert looked_up == [str(i) for i in range(12)]

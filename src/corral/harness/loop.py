@@ -29,7 +29,7 @@ from corral.errors import (
 )
 from corral.governance.budget import DEGRADE, FORCE_DECIDE, STOP
 from corral.governance.effects import IRREVERSIBLE, READ
-from corral.harness.models.base import Message, ToolCall, ToolSchema, estimate_tokens
+from corral.harness.models.base import MODEL_CALL, Message, ToolCall, ToolSchema, estimate_tokens
 from corral.harness.runtime import CURRENT, HARNESS_KEY, Harness, RunContext
 from corral.harness.telemetry import record_decision, record_usage
 from corral.harness.tools.schema import argument_problems
@@ -217,14 +217,18 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
         except Blocked as refused:
             raise _Stop(BUDGET_STOP, _wrap_up(ctx, refused.reason)) from None
         emit("model", {"model": model.id, "estimate": float(estimate), "gate": gate})
-        ctx.state["model_calls"] = ctx.state.get("model_calls", 0) + 1
+        number = ctx.state.get("model_calls", 0)
+        ctx.state["model_calls"] = number + 1
         with harness.telemetry.chat(model.provider, model.id, max_tokens) as span:
+            turn = MODEL_CALL.set(number)  # the session's n-th model call, counted across resumes
             try:
                 response = model.complete(system=system, messages=window, tools=tools, max_tokens=max_tokens)
             except Exception as exc:
                 harness.governor.settle_spend(ctx.session, label, reservation, estimate, 0, error=exc)
                 span.record_exception(exc)
                 raise
+            finally:
+                MODEL_CALL.reset(turn)
             record_usage(span, response.usage.input_tokens, response.usage.output_tokens, response.model,
                          response.stop_reason)
         actual = (Decimal(response.usage.input_tokens) * price_in

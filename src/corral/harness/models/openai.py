@@ -1,0 +1,202 @@
+"""OpenAI Chat Completions with function calling, through the official ``openai`` SDK.
+
+``base_url`` points it at any compatible server (vLLM, Ollama, LM Studio, a gateway). The SDK is imported
+when the model is built; a missing SDK is a ``ModelError`` that says ``pip install 'corral[openai]'``. The
+client itself is made on the first call, so building a harness needs no credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from corral.harness.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSchema,
+    Usage,
+    estimate_tokens,
+    parse_arguments,
+)
+
+_STOP_REASONS = {"tool_calls": "tool_use", "function_call": "tool_use", "stop": "end_turn", "length": "max_tokens"}
+
+
+def _sdk(model: str) -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise ModelError.missing_sdk("openai", model, "openai") from None
+    return openai
+
+
+class OpenAIModel:
+    """A chat model behind the Chat Completions API.
+
+    ``max_tokens_param`` is the request field that caps the answer: OpenAI's own API wants
+    ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``), while compatible servers are
+    surest to understand ``max_tokens``; by default it is chosen from ``base_url``.
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = 2,
+        timeout: float | None = None,
+        max_tokens_param: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.id = id
+        self.base_url = base_url
+        self.max_tokens_param = max_tokens_param or _max_tokens_param(base_url)
+        self._api_key = api_key
+        self._max_retries = max_retries
+        self._timeout = timeout
+        self._client = client
+        if client is None:
+            _sdk(id)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> OpenAIModel:
+        return cls(
+            str(config["id"]),
+            base_url=config.get("base_url"),
+            api_key=config.get("api_key"),
+            max_retries=int(config.get("max_retries", 2)),
+            timeout=config.get("timeout"),
+        )
+
+    def _error(self, cause: str) -> ModelError:
+        return ModelError.of(self.provider, self.id, cause)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            openai = _sdk(self.id)
+            key = self._api_key or os.environ.get("OPENAI_API_KEY")
+            if not key:
+                if not self.base_url:
+                    raise self._error("no API key: set OPENAI_API_KEY or `api_key` under `model:`")
+                key = "unused"  # a local compatible server usually needs none
+            options: dict[str, Any] = {"api_key": key, "base_url": self.base_url, "max_retries": self._max_retries}
+            if self._timeout is not None:
+                options["timeout"] = float(self._timeout)
+            try:
+                self._client = openai.OpenAI(**options)
+            except Exception as exc:
+                raise self._error(f"cannot make a client: {exc}") from exc
+        return self._client
+
+    # ------------------------------------------------------------------------------ the wire format
+
+    def request(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
+                max_tokens: int) -> dict[str, Any]:
+        """The keyword arguments of ``chat.completions.create`` for this call."""
+        wire: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        for m in messages:
+            if m.role in ("user", "system"):
+                wire.append({"role": m.role, "content": m.content})
+            elif m.role == "assistant":
+                entry: dict[str, Any] = {"role": "assistant", "content": m.content or None}
+                if m.tool_calls:
+                    entry["tool_calls"] = [
+                        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _arguments(c)}}
+                        for c in m.tool_calls
+                    ]
+                elif not m.content:
+                    entry["content"] = ""
+                wire.append(entry)
+            elif m.role == "tool":  # one tool message per result, answering its call by id
+                wire.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content})
+            else:
+                raise self._error(f"cannot send a message with role {m.role!r} (expected user, assistant or tool)")
+        kwargs: dict[str, Any] = {"model": self.id, "messages": wire, self.max_tokens_param: max_tokens}
+        if tools:
+            kwargs["tools"] = [
+                {"type": "function",
+                 "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in tools
+            ]
+        return kwargs
+
+    def parse(self, completion: Any, *, prompt_estimate: int = 0) -> ModelResponse:
+        """A ``ChatCompletion`` → the neutral response. Malformed tool arguments never raise."""
+        if not getattr(completion, "choices", None):
+            raise self._error("the response has no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        text = message.content or getattr(message, "refusal", None) or ""
+        calls = []
+        for i, call in enumerate(message.tool_calls or (), start=1):
+            call_id = call.id or f"call_{i}"
+            function = getattr(call, "function", None)
+            if function is None:  # a custom (non-function) tool call: nothing we declared
+                raw = str(getattr(getattr(call, "custom", None), "input", ""))
+                name = str(getattr(getattr(call, "custom", None), "name", "") or "")
+                calls.append(ToolCall(call_id, name, None, raw, f"unsupported tool call type {call.type!r}"))
+                continue
+            raw = function.arguments or ""
+            arguments, error = parse_arguments(raw)
+            calls.append(ToolCall(call_id, function.name, arguments, raw, error))
+        finish = choice.finish_reason or ("tool_calls" if calls else "stop")
+        usage = completion.usage
+        if usage is not None and usage.prompt_tokens is not None:
+            counted = Usage(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+        else:  # some compatible servers send no usage: estimate rather than settle at nothing
+            written = len(text.encode("utf-8")) + sum(len(c.raw_arguments.encode("utf-8")) for c in calls)
+            counted = Usage(prompt_estimate, math.ceil(written / 4))
+        return ModelResponse(text, calls, counted, _STOP_REASONS.get(finish, finish), completion.model or self.id)
+
+    # ----------------------------------------------------------------------------------- the call
+
+    def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
+                 max_tokens: int) -> ModelResponse:
+        kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
+        client = self.client
+        openai = _sdk(self.id)
+        try:
+            completion = client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as exc:
+            raise self._error(f"HTTP {exc.status_code}: {_reason(exc)}") from exc
+        except openai.APIConnectionError as exc:
+            raise self._error(f"cannot reach {self.base_url or 'the OpenAI API'}: {exc}") from exc
+        except Exception as exc:
+            raise self._error(f"{type(exc).__name__}: {exc}") from exc
+        return self.parse(completion, prompt_estimate=estimate_tokens(system, messages, tools))
+
+
+def _arguments(call: ToolCall) -> str:
+    """The model's own text when it was valid; ``{}`` for malformed arguments, which some compatible
+    servers refuse to replay (the call's tool result already tells the model what was wrong)."""
+    if call.arguments is None:
+        return "{}"
+    if call.raw_arguments.strip():
+        return call.raw_arguments
+    return json.dumps(call.arguments, ensure_ascii=False)
+
+
+def _reason(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", None) or exc)
+
+
+def _max_tokens_param(base_url: str | None) -> str:
+    if not base_url:
+        return "max_completion_tokens"
+    host = urlparse(base_url).hostname or ""
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
