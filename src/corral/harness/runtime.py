@@ -224,9 +224,10 @@ class Harness:
             from corral.harness.memory import LongTermMemory
 
             self.memory = LongTermMemory(self.governor.store, config.name)
+            # the agent's own notebook, not the world: remembering is allowed in every phase (a rule
+            # can still target it), so it is declared a read
             for fn in (remember, recall):
-                self._expose(fn.__name__, fn, "read" if fn is recall else "reversible",
-                              compensate=self.memory.forget_call if fn is remember else None)
+                self._expose(fn.__name__, fn, READ)
         self.model = model
         self.fallback_model = None
         if self.model is None:
