@@ -27,8 +27,21 @@ def _die_if(kill_at: str, point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+AGENT = "crash"
+
+
 def build(url: str, world: Path, kill_at: str = "") -> Governor:
-    gov = Governor(agent="crash", store=url, retry_backoff=0)
+    gov = Governor(agent=AGENT, store=url, retry_backoff=0)
+    _register(gov, world, kill_at)
+    return gov
+
+
+def register(gov: Governor) -> None:
+    """For ``corral recover --tools crashworld``: the same registry, the world file from the environment."""
+    _register(gov, Path(os.environ["CRASH_WORLD"]))
+
+
+def _register(gov: Governor, world: Path, kill_at: str = "") -> None:
 
     def charge(account: str, amount: int) -> dict:
         _log(world, {"do": "charge", "account": account, "amount": amount})
@@ -56,7 +69,6 @@ def build(url: str, world: Path, kill_at: str = "") -> Governor:
     gov.register("reserve", reserve, effect="reversible", compensate=cancel,
                  compensate_unknown=kill_at.startswith("inside_step") and kill_at.endswith("_unknown_ok"))
     gov.register("fail", fail, effect="reversible", compensate=lambda call: None)
-    return gov
 
 
 def main() -> None:

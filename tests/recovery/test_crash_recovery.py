@@ -105,3 +105,34 @@ def test_killed_inside_a_compensation(tmp_path, kill_at):
     assert len({e["key"] for e in charge_undos}) == 1
     assert len(charge_undos) == (2 if kill_at.endswith("after") else 1)
     assert recover(url, world)[1].transactions == []
+
+
+def test_corral_recover_command_with_a_tools_module(tmp_path):
+    url, world, _ = crash(tmp_path, "between_steps")
+    env = {**__import__("os").environ, "CRASH_WORLD": str(world), "PYTHONPATH": str(HERE)}
+    cmd = [sys.executable, "-m", "corral.cli", "recover", "--store", url, "--tools", "crashworld", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    (tx,) = report["transactions"]
+    assert tx["state"] == "rolled_back" and [c["tool"] for c in tx["compensated"]] == ["charge"]
+    assert undo_count(world_log(world), "charge") == 1
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert json.loads(again.stdout)["transactions"] == []
+
+
+def test_audit_key_signs_heads_and_a_replaced_head_is_caught(tmp_path, monkeypatch):
+    from corral import Governor
+    from corral.store.audit import verify_session
+
+    monkeypatch.setenv("CORRAL_AUDIT_KEY", "s3cret")
+    url = "sqlite:////" + str(tmp_path / "signed.db").lstrip("/")
+    gov = Governor(agent="signed", store=url)
+    gov.register("q", lambda: 1, effect="read")
+    s = gov.session("ada")
+    s.call("q")
+    gov.store.flush()
+    assert verify_session(gov.store, s.id)["ok"]
+    monkeypatch.setenv("CORRAL_AUDIT_KEY", "another key")
+    report = verify_session(gov.store, s.id)
+    assert not report["ok"] and "HMAC" in report["why"]
