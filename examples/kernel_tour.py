@@ -71,6 +71,7 @@ def send_email(to: str, body: str) -> str:
 gov.register("restock", restock, effect="reversible", compensate=unstock)
 gov.register("update_crm", update_crm, effect="reversible", compensate=lambda call: None)
 gov.register("send_email", send_email, effect="irreversible", cost=0.02)
+gov.register("check_status", lambda order_id: "shipped", effect="read", cost=0.01)
 
 
 def heading(text: str) -> None:
@@ -142,18 +143,21 @@ except TransactionFailed as failed:
     print(f"    cause: {failed.__cause__!r}")
 print(f"    transaction {tx.state}; ledger: {LEDGER}")
 
-heading("5. budget gates: a loop of paid reads meets degrade, force_decide, then stop")
+heading("5. budget gates: a loop of paid reads ($0.01 each) meets degrade, force_decide, then stop")
 print(f"    {budget(s)}")
 tried_commit = False
+reads, gate = 0, s.budget.gate
 while True:
     try:
-        s.call("lookup_order", order_id="VIP-7")
+        s.call("check_status", order_id="VIP-7")
+        reads += 1
     except Blocked as refused:
-        print("    the next read:")
+        print(f"    after {reads} paid reads, the next one:")
         show(refused.trace)
         break
-    last = s.traces[-1]
-    print(f"    lookup_order(VIP-7) {last.decision} · {budget(s)}")
+    if s.budget.gate != gate:  # print when a gate is reached
+        gate = s.budget.gate
+        print(f"    {reads} reads ({s.traces[-1].decision}) · {budget(s)}")
     if s.budget.gate == "force_decide" and not tried_commit:
         tried_commit = True
         with s.decide():
