@@ -160,7 +160,7 @@ class Telemetry(_Strict):
 
 class AgentConfig(_Strict):
     name: str = Field(min_length=1)
-    model: ModelConfig
+    model: ModelConfig | None = None  # required to run; a governance-only file (proxy, hook) may omit it
     instructions: str = ""
     tools: list[PythonTool | McpTool | BuiltinTool] = Field(default_factory=list)
     allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
@@ -289,7 +289,7 @@ def resolve_import(path: str, base_dir: Path) -> Callable[..., Any]:
 
 def _semantic_problems(config: AgentConfig) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    if config.model.provider == "scripted" and config.model.script:
+    if config.model is not None and config.model.provider == "scripted" and config.model.script:
         script = config.path(config.model.script)
         if not script.is_file():
             problems.append(("model.script", f"file not found: {config.model.script}"))

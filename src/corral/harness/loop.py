@@ -203,7 +203,7 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
         window = _window(transcript, config.memory.window)
         tools = [ToolSchema(t.name, t.description, t.parameters) for t in harness.tools.values()
                  if harness.allowed(t.name)]
-        max_tokens = config.model.max_tokens
+        max_tokens = config.model.max_tokens if config.model is not None else 1024
         if gate in (DEGRADE, FORCE_DECIDE) and harness.fallback_model is None:
             max_tokens = max(64, max_tokens // 2)
 

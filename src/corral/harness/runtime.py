@@ -230,7 +230,10 @@ class Harness:
                 self._expose(fn.__name__, fn, READ)
         self.model = model
         self.fallback_model = None
-        if self.model is None:
+        if self.model is None and config.model is None:
+            raise ConfigError(f"{config.source}: no model: — this agent file can govern (mcp-proxy, hook) "
+                              "but not run an agent loop")
+        if self.model is None and config.model is not None:
             from corral.harness.models.base import make_model
 
             self.model = make_model(config.model.model_dump(), base_dir=config.base_dir)
@@ -304,6 +307,8 @@ class Harness:
 
     def model_price(self, model: Any) -> tuple[Decimal, Decimal]:
         cfg = self.config.model
+        if cfg is None:
+            return Decimal(0), Decimal(0)
         price = cfg.price
         if model is self.fallback_model and cfg.fallback is not None and cfg.fallback.price is not None:
             price = cfg.fallback.price

@@ -161,6 +161,19 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
+def _garbage(exc: Exception) -> str:
+    """What a transport's parse error says about the line it choked on."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = errors()
+            if found and "input" in found[0]:
+                return f"got {str(found[0]['input'])[:120]!r}"
+        except Exception:
+            pass
+    return describe_error(exc).splitlines()[0][:160]
+
+
 def _leaf_errors(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaf_errors(inner)]
@@ -316,8 +329,9 @@ class McpClient:
             async with sink:
                 async for item in source:
                     if isinstance(item, Exception):
+                        detail = _garbage(item)
                         self._fail_inflight(f"MCP server {self.label!r} sent a message that is not valid "
-                                            f"JSON-RPC ({describe_error(item)[:200]})")
+                                            f"JSON-RPC ({detail})")
                         continue
                     await sink.send(item)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
@@ -356,12 +370,15 @@ class McpClient:
             return
         if not loop.is_closed():
             closing = self._closing
-            if closing is not None:
-                loop.call_soon_threadsafe(closing.set)
+            connected = self._ready.done() and self._ready.exception() is None
+            if connected and closing is not None:
+                loop.call_soon_threadsafe(closing.set)  # a clean goodbye: the session ends, the server stops
+            else:
+                main.cancel()  # still connecting: cancel, and the transport's shielded shutdown stops the server
             try:
                 main.result(timeout=timeout)
             except BaseException:
-                main.cancel()  # still connecting: cancel, and the transport's shielded shutdown stops the server
+                main.cancel()
                 try:
                     main.result(timeout=timeout)
                 except BaseException:
