@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run tour test lint bench clean
 
+# strands-agents pins older mcp/otel releases than dev's but runs with them: installed without its pins
+STRANDS := strands-agents==1.62.0 opentelemetry-instrumentation-threading==0.66b1 \
+	opentelemetry-instrumentation==0.66b1 docstring-parser==0.18.0 watchdog==6.0.0 wrapt==2.5.2
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps $(STRANDS)
 	touch $(STAMP)
 
 run: $(STAMP)  ## the main job: the refund desk agent, offline (scripted model, SQLite store)

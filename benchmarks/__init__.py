@@ -9,9 +9,10 @@ one ``@case`` each; see ``benchmarks.registry``.
 from __future__ import annotations
 
 from benchmarks import cases as _cases  # noqa: F401  (registers the rows)
+from benchmarks import durable as _durable  # noqa: F401
 from benchmarks import harness as _harness  # noqa: F401
 from benchmarks import report
-from benchmarks.registry import MODES, REGISTRY, Case, Mode, Report, Row, Run, Target, Versus, case, run
+from benchmarks.registry import MODES, REGISTRY, Case, Mode, Report, Row, Run, Skip, Target, Versus, case, run
 
 __all__ = [
     "MODES",
@@ -21,6 +22,7 @@ __all__ = [
     "Report",
     "Row",
     "Run",
+    "Skip",
     "Target",
     "Versus",
     "case",

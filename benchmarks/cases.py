@@ -26,6 +26,9 @@ CEDAR_CORE = "Cedar's Rust authorizer alone (cedarpy's authz_duration_micros)"
 RULE_COUNTS = (10, 100, 1_000, 10_000)
 CEDAR_COUNTS = (10, 1_000, 10_000)
 
+READ_CALL = f"governed read call ({len(FEW)} rules)"
+"""The in-memory governed read: the row the store rows are compared with."""
+
 BENCH_REQUEST = Request(CALLED_TOOL, {"order_id": "A1"})
 """The timed call, as corral and Cedar see it."""
 
@@ -267,7 +270,7 @@ def raw_call(run: Run) -> list[float]:
     return run.sample(lambda: lookup(order_id="A1"), max(50, run.mode.iterations // 20), inner=inner)
 
 
-@case(f"governed read call ({len(FEW)} rules)", section=KERNEL, versus=[Versus("raw function call")])
+@case(READ_CALL, section=KERNEL, versus=[Versus("raw function call")])
 def governed_read(run: Run) -> list[float]:
     gov = run.shared("governor-few", lambda: build_governor(FEW))
     return governed_calls(run, gov)

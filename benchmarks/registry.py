@@ -14,10 +14,11 @@ printed), and the rows it should be compared with. Adding a benchmark is adding 
 
 ``Run`` carries the mode (how many iterations), fixtures shared by the cases of one ``group`` (a governor
 with 10,000 rules is built once for its call, decision and Cedar rows, then dropped so the next group
-starts with a clean heap), and ``note`` for lines printed under the table. Cases run group by group, in
-``rounds``: each round measures every case once, and a row reports its median round, so a burst of
-noise on a shared machine spoils one round rather than one row. A case that raises becomes an error
-row; the run goes on and the command exits non-zero.
+starts with a clean heap; ``close=`` says how to clean one up), and ``note`` for lines printed under the
+table. Cases run group by group, in ``rounds``: each round measures every case once, and a row reports
+its median round, so a burst of noise on a shared machine spoils one round rather than one row. A case
+that raises becomes an error row; the run goes on and the command exits non-zero. A case that raises
+``Skip`` (its server is not there) has no row, only a note saying why.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ REGISTRY: list[Case] = []
 SECTIONS: list[str] = []
 
 
+class Skip(Exception):
+    """Raised by a case that cannot run on this machine (e.g. no PostgreSQL server): no row, a note."""
+
+
 def case(
     name: str,
     *,
@@ -158,14 +163,24 @@ class Run:
         self.notes: list[str] = []
         self.problems: list[str] = []
         self._shared: dict[str, Any] = {}
+        self._closers: list[tuple[str, Callable[[Any], object]]] = []
 
-    def shared(self, key: str, build: Callable[[], Any]) -> Any:
-        """A fixture built once and shared by the cases of the current group (dropped after it)."""
+    def shared(self, key: str, build: Callable[[], Any], close: Callable[[Any], object] | None = None) -> Any:
+        """A fixture built once and shared by the cases of the current group (dropped after it, with
+        ``close(fixture)`` when given: a temporary directory removed, a store closed)."""
         if key not in self._shared:
             self._shared[key] = build()
+            if close is not None:
+                self._closers.append((key, close))
         return self._shared[key]
 
     def drop_fixtures(self) -> None:
+        closers, self._closers = self._closers, []
+        for key, close in reversed(closers):  # the last built first: it may stand on an earlier one
+            try:
+                close(self._shared[key])
+            except Exception as exc:  # a fixture that cannot be cleaned up is worth a line, not the run
+                self.notes.append(f"cleaning up {key}: {exc!r}")
         self._shared.clear()
 
     def note(self, line: str) -> None:
@@ -200,6 +215,7 @@ class Result:
     name: str
     rounds: list[Stats] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def stats(self) -> Stats | None:
@@ -302,12 +318,15 @@ def run(
                 r.drop_fixtures()
                 current = c.group or c.name
             res = results[c.name]
-            if res.error is not None:
+            if res.error is not None or res.skipped is not None:
                 continue
             if progress:
                 progress(f"{c.name} (round {r.round + 1} of {mode.rounds})" if mode.rounds > 1 else c.name)
             try:
                 res.rounds.append(Stats.of(c.measure(r)))
+            except Skip as why:
+                res.skipped = str(why)
+                r.notes.append(f"skipped: {c.name} — {why}")
             except Exception as exc:  # a broken case is a row that says so, not a crashed run
                 res.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 r.problem(f"{c.name}: {res.error}")
@@ -317,6 +336,8 @@ def run(
     order = {section: i for i, section in enumerate(SECTIONS)}
     for c in sorted(cases, key=lambda c: order[c.section]):  # stable: registration order within a section
         res = results[c.name]
+        if res.skipped is not None:
+            continue
         p50s = tuple(s.p50 for s in res.rounds)
         rows = []
         for vs in c.versus if res.error is None else ():

@@ -19,6 +19,7 @@ Examples:
   corral audit verify --agent agent.yaml           is the audit log intact?
   corral why TRACE_ID --agent agent.yaml           why was that call allowed?
   corral mcp-proxy --agent agent.yaml -- python -m mcp_server_time   govern any MCP server
+  corral hook install claude-code --agent agent.yaml                 govern Claude Code
   corral rules check policy.rules                  check a rules file
   corral rules check *.rules --tools send_email,issue_refund
   corral rules check policy.rules --json           diagnostics as JSON
@@ -130,10 +131,10 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], as_json: bool) -> None
 # -- the other command groups live in corral.commands; their heavy imports stay inside the commands ----
 
 def _add_commands() -> None:
-    from corral.commands import agent, mcp, store
+    from corral.commands import agent, hook, mcp, store
 
     for command in (agent.validate, agent.run, agent.chat, agent.recover, agent.doctor, agent.session, agent.phase,
-                    store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy):
+                    store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook):
         main.add_command(command)
 
 

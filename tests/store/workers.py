@@ -45,3 +45,24 @@ def append(url: str, session: str, worker: int, count: int, barrier: Any, result
     except BaseException as exc:
         results.put(("error", repr(exc), 0.0))
 
+
+
+def reserve_in_batches(url: str, worker: int, attempts: int, limit: str, amount: str, barrier: Any,
+                       results: Any) -> None:
+    """Race for one agent budget as the kernel does: each reservation in a batch with its decision record."""
+    from corral.store import Append, Reserve
+
+    try:
+        store = open_store(url)
+        store.usage(["agent:race"])
+        barrier.wait(timeout=30)
+        started = time.perf_counter()
+        granted = 0
+        for i in range(attempts):
+            scopes = [("agent:race", Decimal(limit)), ("tenant:race", Decimal("1000"))]
+            record = {"id": f"w{worker}-{i}", "worker": worker, "i": i}
+            granted += store.batch([Reserve(scopes, Decimal(amount), EXPIRES), Append("race", record)]) is not None
+        results.put(("ok", granted, time.perf_counter() - started))
+        store.close()
+    except BaseException as exc:
+        results.put(("error", repr(exc), 0.0))

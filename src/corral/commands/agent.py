@@ -347,17 +347,28 @@ Examples:
 @click.argument("session_id")
 @click.argument("target", type=click.Choice(["explore", "decide", "commit"]))
 @click.option("--agent", "agent_file", type=click.Path(dir_okay=False), required=True, help="The agent file.")
+@click.option("--store", help="Override the agent file's store URL.")
 @click.option("--plan", "plan_id", help="With commit: the plan to bind (default: the latest proposed).")
-def phase(session_id: str, target: str, agent_file: str, plan_id: str | None) -> None:
-    """Move a session between phases from a shell, with the same rules as the API."""
-    from corral.errors import GovernanceError
+def phase(session_id: str, target: str, agent_file: str, store: str | None, plan_id: str | None) -> None:
+    """Move a session between phases from a shell, with the same rules as the API.
 
-    harness = _load_harness(agent_file, None, None)
+    A commit opened here is held by the session (not by this short-lived process), so recovery leaves it
+    for the agent, proxy or hook that carries it out.
+    """
+    from corral.errors import GovernanceError
+    from corral.harness.config import AgentConfigError, load_agent
+    from corral.harness.runtime import governor_from_config
+
     try:
-        s = harness.governor.session(id=session_id)
+        gov = governor_from_config(load_agent(agent_file, check=False), store=store)
+    except (AgentConfigError, GovernanceError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        s = gov.session(id=session_id)
         if target == "commit":
             plan = plan_id or (s.plan.id if s.plan is not None else None)
-            tx = s.begin_commit(plan)
+            tx = s.begin_commit(plan, held=True)
             click.echo(f"{session_id}: commit (transaction {tx.id}, plan {plan or '-'})")
         else:
             s.back_to(target)
@@ -366,4 +377,4 @@ def phase(session_id: str, target: str, agent_file: str, plan_id: str | None) ->
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     finally:
-        harness.close()
+        gov.close()

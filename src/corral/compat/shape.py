@@ -235,6 +235,16 @@ class _TappedStore:
             collector.append(record)
         return sealed
 
+    def batch(self, ops: Any) -> list[Any] | None:
+        """The kernel writes a call's decision and outcome in store batches: tap their records too."""
+        from corral.store import Append
+
+        results = self._store.batch(ops)
+        collector = _COLLECTOR.get()
+        if results is not None and collector is not None:
+            collector.extend(op.record for op in ops if isinstance(op, Append))
+        return results
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from corral.governance.decision import Decision
 from corral.governance.effects import ToolSpec
+from corral.store.protocol import Reserve
 
 
 @dataclass(slots=True)
@@ -38,7 +39,11 @@ class Call:
 
 @dataclass(slots=True)
 class PendingCall:
-    """A call that has been decided on and (maybe) reserved for, but whose outcome is not yet known."""
+    """A call that has been decided on, but whose outcome is not yet known.
+
+    Its reservation is taken when its decision is recorded (``reserve`` becomes ``reservation``), in the
+    same store batch — or before an approver is asked, so no one approves a call that cannot be paid for.
+    """
 
     session: Any
     spec: ToolSpec
@@ -48,7 +53,8 @@ class PendingCall:
     decision: Decision
     record: dict[str, Any]
     estimate: Decimal = Decimal(0)
-    reservation: str | None = None
+    reserve: Reserve | None = None  # the reservation still to take: in the batch that records the decision
+    reservation: str | None = None  # the reservation held, once taken
     plan_step: int | None = None
     tx: Any = None
     idempotency_key: str | None = None

@@ -3,11 +3,15 @@
 A call is governed in four steps, each in one method below:
 
 1. ``_prepare``   — find the tool, bind its arguments, run ``decision.decide`` (tool, phase, plan,
-                    budget gate, rules), consume the plan step and reserve the budget.
-2. ``_authorize`` — when a rule requires approval: a stored grant, an approved plan, the approver, or a
+                    budget gate and whether the estimate fits, rules) and consume the plan step.
+2. ``_authorize`` — when a rule requires approval: reserve the budget first (no one approves a call that
+                    cannot be paid for), then a stored grant, an approved plan, the approver, or a
                     pending request.
-3. ``_record``    — the decision trace (durable before a write runs).
-4. ``_finish``    — settle the cost and append the outcome.
+3. ``_record``    — one store batch: the reservation (the atomic check that the call fits), the decision
+                    trace (durable before a write runs) and, in a transaction, the step's INTENT.
+4. ``_finish``    — one store batch: the settlement, the outcome and, in a transaction, DONE or FAILED.
+
+A durable write therefore costs two commits; a read without a cost none (its trace is group-committed).
 
 Anything that goes wrong inside governance blocks the call and leaves a trace: no path degrades to allow.
 """
@@ -18,7 +22,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -48,7 +52,7 @@ from corral.governance.effects import READ, ToolSpec
 from corral.governance.ids import new_id
 from corral.governance.rules import Policy
 from corral.governance.traces import Trace, iso, redact
-from corral.store import Store, open_store
+from corral.store import Append, Op, Reserve, Settle, Store, open_store
 
 
 def _load_rules(rules: Any) -> list[tuple[str, str]]:
@@ -370,7 +374,12 @@ class Governor:
     def _prepare(
         self, session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: bool = False
     ) -> PendingCall:
-        """Decide, consume the plan step and reserve budget. Raises ``Blocked`` (traced) on refusal."""
+        """Decide and consume the plan step. Raises ``Blocked`` (traced) on refusal.
+
+        The budget is not reserved here: the decision has checked that the estimate fits, and ``_record``
+        (or ``_authorize``, before asking for approval) reserves it atomically, refusing the call if it no
+        longer fits.
+        """
         try:
             now = self.now()
             clock_fault = None
@@ -450,31 +459,42 @@ class Governor:
                 pc.plan_step = plan.consume(name, plan_args)
             scopes = self.scope_limits(session.id)
             if scopes and (estimate > 0 or spec.cost_fn is not None):
-                try:
-                    expires = now + timedelta(seconds=self.reservation_ttl)
-                    pc.reservation = self.store.reserve([(k, lim) for _, k, lim in scopes], estimate, expires)
-                except Exception as exc:
-                    self._unconsume(pc)
-                    raise self._refuse(
-                        session, record, f"governance fault: the budget ledger failed: {exc!r}"
-                    ) from None
-                if pc.reservation is None:
-                    self._unconsume(pc)
-                    _set_budget_check(record, False, f"does not fit: {money(estimate)} would pass a limit")
-                    raise self._refuse(
-                        session, record, f"{name} would cost ~{money(estimate)}, more than the budget has left"
-                    )
-            after = budget.after_reserving(estimate, self.gates) if pc.reservation else budget
+                expires = now + timedelta(seconds=self.reservation_ttl)
+                pc.reserve = Reserve([(k, lim) for _, k, lim in scopes], estimate, expires)
+            # The trace says what holds once it is stored: it is stored together with the reservation.
+            after = budget.after_reserving(estimate, self.gates) if pc.reserve else budget
             record["budget"] = after.view().to_dict()
             if budget.tightest is not None:
                 t = budget.tightest
                 _set_budget_check(
                     record,
                     True,
-                    f"reserved {money(estimate if pc.reservation else Decimal(0))}; "
+                    f"reserved {money(estimate if pc.reserve else Decimal(0))}; "
                     f"{money(t.spent + t.reserved)} + {money(estimate)} of {money(t.limit)} ({after.pct:g}%)",
                 )
             return pc
+
+    def _reserve(self, pc: PendingCall) -> None:
+        """Take the call's reservation now, on its own (before an approver is asked)."""
+        if pc.reserve is None:
+            return
+        try:
+            rid = self.store.reserve(pc.reserve.scopes, pc.reserve.amount, pc.reserve.expires_at)
+        except Exception as exc:
+            self._unconsume(pc)
+            raise self._refuse(pc.session, pc.record, f"governance fault: the budget ledger failed: {exc!r}") from None
+        if rid is None:
+            self._does_not_fit(pc)
+        pc.reserve, pc.reservation = None, rid
+
+    def _does_not_fit(self, pc: PendingCall) -> None:
+        """The atomic reservation found no room (another call got there first): refuse, as the decision would have."""
+        self._unconsume(pc)
+        pc.record["budget"] = None  # the refusal shows the budget as it is now, not as it would have been
+        _set_budget_check(pc.record, False, f"does not fit: {money(pc.estimate)} would pass a limit")
+        raise self._refuse(
+            pc.session, pc.record, f"{pc.name} would cost ~{money(pc.estimate)}, more than the budget has left"
+        )
 
     def _unconsume(self, pc: PendingCall) -> None:
         plan = pc.session.plan
@@ -614,6 +634,7 @@ class Governor:
     def _authorize(self, pc: PendingCall) -> None:
         if pc.decision.decision != APPROVAL_REQUIRED:
             return
+        self._reserve(pc)
         try:
             request = self._approval_step(pc)
         except GovernanceError:
@@ -632,6 +653,7 @@ class Governor:
     async def _aauthorize(self, pc: PendingCall) -> None:
         if pc.decision.decision != APPROVAL_REQUIRED:
             return
+        self._reserve(pc)
         try:
             request = self._approval_step(pc)
         except GovernanceError:
@@ -667,28 +689,48 @@ class Governor:
 
     # ----------------------------------------------------------------------------- record and finish
 
-    def _record(self, pc: PendingCall) -> None:
-        """Write the decision. A write's decision is durable before it runs; a read's waits for its outcome."""
+    def _record(self, pc: PendingCall, ops: Sequence[Op] = ()) -> None:
+        """Everything before the call runs, as one store batch: the reservation, the decision and ``ops``
+        (a transaction's INTENT). A write's decision is durable before it runs; an allowed read's waits
+        for its outcome (group-committed). If the reservation does not fit, nothing is written and the
+        call is refused; if the batch cannot be written, the call is refused as a governance fault.
+        """
         record = pc.record
         if record["decision"] is None:
             record["decision"] = pc.decision.decision
             record["reason"] = pc.decision.reason
         elif record["decision"] == "approved":
             record["reason"] = pc.decision.reason
-        if pc.effect != READ or record["decision"] != "allowed":
+        durable = pc.effect != READ or record["decision"] != "allowed"
+        batch: list[Op] = []
+        if pc.reserve is not None:
+            batch.append(pc.reserve)
+        if durable:
+            batch.append(Append(pc.session.id, record))
+        batch.extend(ops)
+        if batch:
             try:
-                self.store.append(pc.session.id, record, durable=True)
+                results = self.store.batch(batch)
             except Exception as exc:
                 self._release(pc)
                 record["decision"] = None
-                raise self._refuse(
-                    pc.session, record, f"governance fault: the decision could not be stored: {exc!r}"
-                ) from None
-            pc.recorded = True
+                what = "the decision could not be stored" if durable or ops else "the budget ledger failed"
+                raise self._refuse(pc.session, record, f"governance fault: {what}: {exc!r}") from None
+            if results is None:
+                self._does_not_fit(pc)
+            if pc.reserve is not None:
+                pc.reserve, pc.reservation = None, results[0]
+        pc.recorded = durable
+        if pc.plan_step is not None:  # the used step is part of the session: another process must see it
+            pc.session._save()
         pc.started = time.perf_counter()
 
-    def _finish(self, pc: PendingCall, *, result: Any = None, error: BaseException | None = None) -> dict[str, Any]:
-        """Settle the reservation at the real cost (0 when the call failed) and append the outcome."""
+    def _finish(
+        self, pc: PendingCall, *, result: Any = None, error: BaseException | None = None, ops: Sequence[Op] = ()
+    ) -> dict[str, Any]:
+        """Everything after the call ran, as one store batch: the settlement at the real cost (0 when the
+        call failed), the outcome of a recorded decision and ``ops`` (a transaction's DONE or FAILED).
+        An unrecorded read's trace, decision and outcome in one record, is group-committed after it."""
         duration = round((time.perf_counter() - pc.started) * 1000, 3)
         cost = Decimal(0)
         note = None
@@ -701,9 +743,6 @@ class Governor:
                     cost = to_money(pc.spec.cost_fn(result), f"tool {pc.name!r}: cost_fn")
                 except Exception as exc:
                     note = f"cost_fn failed ({exc!r}); settled at the estimate"
-        if pc.reservation is not None:
-            self.store.settle(pc.reservation, cost)
-            pc.reservation = None
         outcome = {
             "status": "ok" if error is None else "error",
             "cost": float(cost),
@@ -715,20 +754,26 @@ class Governor:
         pc.session.note_executed(pc.name, self.now())
         pc.extra["outcome"] = outcome
         pc.session.last_trace = Trace({**pc.record, "outcome": outcome})
+        batch: list[Op] = []
+        if pc.reservation is not None:
+            batch.append(Settle(pc.reservation, cost))
+        batch.extend(ops)
         if pc.recorded:  # the decision is sealed in the chain: its outcome is a record of its own
-            self._append_outcome(pc.session.id, pc.record["id"], outcome)
-        else:
+            batch.append(Append(pc.session.id, self._outcome_record(pc.session.id, pc.record["id"], outcome)))
+        if batch:
+            self.store.batch(batch)
+            pc.reservation = None
+        if not pc.recorded:
             pc.record["outcome"] = outcome
             self.store.append(pc.session.id, pc.record, durable=False)
         return outcome
 
+    def _outcome_record(self, session_id: str, ref: str, outcome: dict[str, Any]) -> dict[str, Any]:
+        return {"id": new_id(), "kind": "outcome", "ts": iso(self.now()), "session": session_id, "ref": ref,
+                "outcome": outcome}
+
     def _append_outcome(self, session_id: str, ref: str, outcome: dict[str, Any]) -> None:
-        self.store.append(
-            session_id,
-            {"id": new_id(), "kind": "outcome", "ts": iso(self.now()), "session": session_id, "ref": ref,
-             "outcome": outcome},
-            durable=True,
-        )
+        self.store.append(session_id, self._outcome_record(session_id, ref, outcome), durable=True)
 
     def record_event(self, session: Any, record: dict[str, Any]) -> Trace:
         """Append a non-call trace (a plan, a compensation, a recovery) to the session's chain."""

@@ -141,6 +141,9 @@ def recover(gov: Any) -> RecoveryReport:
         if not _abandoned(tx, now):
             report.skipped.append({"id": tx["id"], "why": "its owner is alive"})
             continue
+        if tx.get("held"):
+            report.skipped.append({"id": tx["id"], "why": "held by its session (opened from a shell)"})
+            continue
         if tx.get("paused_for"):
             report.skipped.append({"id": tx["id"], "why": f"paused for approval {tx['paused_for']}"})
             continue

@@ -233,8 +233,12 @@ class Session:
             raise PhaseError("enter commit with s.commit(plan=...) or s.begin_commit(plan), which open the transaction")
         self._enter(phase)
 
-    def begin_commit(self, plan: Plan | str | None = None) -> Any:
-        """Enter commit and open its transaction (the non-``with`` form; pair it with ``end_commit``)."""
+    def begin_commit(self, plan: Plan | str | None = None, *, held: bool = False) -> Any:
+        """Enter commit and open its transaction (the non-``with`` form; pair it with ``end_commit``).
+
+        ``held``: the transaction belongs to the session, not to this process (a commit opened from a
+        shell for another process to carry out); it is stored at once and recovery leaves it alone.
+        """
         from corral.governance.transactions import Transaction
 
         with self.lock:
@@ -254,6 +258,10 @@ class Session:
                     COMMIT, f"budget {state.gate} gate reached ({state.pct:g}% used): no new commit", Blocked
                 )
             tx = Transaction(self.governor, self, bound)
+            if held:
+                tx.hold()
+            else:  # stored at once, so a resumed session finds the commit it is in
+                tx._ensure_stored()
             self._tx = tx
             self.plan = bound
             self._phase = COMMIT

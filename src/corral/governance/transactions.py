@@ -3,6 +3,11 @@
 Each non-read step writes INTENT before it runs and DONE (or FAILED) after. When a step fails or an
 exception leaves the block, the DONE reversible steps are compensated in reverse order, each with the
 ``Call`` it undoes; an irreversible step that has run is the pivot, after which only retries remain.
+
+A step's INTENT (and, on the first step, the transaction's own record) goes into the same store batch as
+its reservation and decision (``Governor._record``), and DONE or FAILED into the same batch as its
+settlement and outcome (``Governor._finish``): the decision and its INTENT are stored together or not
+at all, and a step costs two commits.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from corral.governance.effects import IRREVERSIBLE, READ
 from corral.governance.governor import run_async, run_async_positional, run_sync, run_sync_positional
 from corral.governance.ids import new_id
 from corral.governance.traces import iso
+from corral.store import LogStep, Op, PutTransaction, UpdateTransaction
 
 OPEN = "open"
 COMMITTED = "committed"
@@ -127,28 +133,32 @@ class Transaction:
 
     # ------------------------------------------------------------------------------------------ log
 
+    def _record_doc(self) -> dict[str, Any]:
+        """The transaction's own record, as it is first stored (with its first step, or when it pauses)."""
+        from corral.governance.recovery import owner_identity
+
+        return {
+            "id": self.id,
+            "session": self.session.id,
+            "agent": self.governor.agent,
+            "state": self.state,
+            "plan": self.plan.id if self.plan is not None else None,
+            "owner": owner_identity(),
+            "created": iso(self.governor.now()),
+            "deferred": [list(d) for d in self.deferred],
+        }
+
     def _ensure_stored(self) -> None:
         if self._stored:
             return
-        from corral.governance.recovery import owner_identity
-
-        store = self.governor.store
-        store.put_transaction(
-            {
-                "id": self.id,
-                "session": self.session.id,
-                "agent": self.governor.agent,
-                "state": self.state,
-                "plan": self.plan.id if self.plan is not None else None,
-                "owner": owner_identity(),
-                "created": iso(self.governor.now()),
-                "deferred": [list(d) for d in self.deferred],
-            }
-        )
+        self.governor.store.put_transaction(self._record_doc())
         self._stored = True
 
     def _log(self, step: Step, status: str, **fields: Any) -> None:
         step.status = status
+        self.governor.store.log_step(self.id, self._entry(step, status, **fields))
+
+    def _entry(self, step: Step, status: str, **fields: Any) -> dict[str, Any]:
         entry = {
             "seq": step.seq,
             "status": status,
@@ -160,7 +170,7 @@ class Transaction:
             "ts": iso(self.governor.now()),
         }
         entry.update(fields)
-        self.governor.store.log_step(self.id, entry)
+        return entry
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -171,6 +181,11 @@ class Transaction:
         """The transaction waits for a human: it belongs to the session now, and recovery leaves it alone."""
         self._ensure_stored()
         self.governor.store.update_transaction(self.id, {"paused_for": pending.approval_id})
+
+    def hold(self) -> None:
+        """Store the transaction now, held by its session: recovery leaves a held transaction alone."""
+        self._ensure_stored()
+        self.governor.store.update_transaction(self.id, {"held": True})
 
     def _persist_deferred(self) -> None:
         self._ensure_stored()
@@ -206,10 +221,7 @@ class Transaction:
 
     # -------------------------------------------------------------------------------------- calls
 
-    def _begin(self, pc: PendingCall) -> Step | None:
-        """After the decision is recorded: reads are not logged; a write gets INTENT, durably."""
-        if pc.effect == READ:
-            return None
+    def _step(self, pc: PendingCall) -> Step:
         seq = len(self.steps) + 1
         call = Call(
             tool=pc.name,
@@ -219,38 +231,78 @@ class Transaction:
             session=self.session.id,
             effect=pc.effect,
         )
-        step = Step(seq, call, pc.record["id"], pc)
+        return Step(seq, call, pc.record["id"], pc)
+
+    def _intent(self, step: Step) -> list[Op]:
+        """The log entries that open a step: INTENT, after the transaction's record on its first step."""
+        ops: list[Op] = [] if self._stored else [PutTransaction(self._record_doc())]
+        ops.append(LogStep(self.id, self._entry(step, INTENT)))
+        return ops
+
+    def _record(self, pc: PendingCall) -> Step | None:
+        """Record the decision; for a write, with its INTENT in the same store batch (one commit).
+
+        Reads are not logged. A refusal here (the reservation does not fit, the batch cannot be written)
+        raises ``Blocked`` with its trace and leaves no step behind.
+        """
+        if pc.effect == READ:
+            self.governor._record(pc)
+            return None
+        step = self._step(pc)
+        self.governor._record(pc, self._intent(step))
+        self._stored = True
+        self.steps.append(step)
+        return step
+
+    def _begin(self, pc: PendingCall) -> Step | None:
+        """INTENT on its own, for a decision already recorded by ``Governor._record`` (integrations that
+        split the pipeline); ``call`` writes both in one batch instead (``_record``)."""
+        if pc.effect == READ:
+            return None
+        step = self._step(pc)
         try:
-            self._ensure_stored()
-            self._log(step, INTENT)
+            self.governor.store.batch(self._intent(step))
         except Exception as exc:
             self.governor._release(pc)
             raise Blocked(f"governance fault: the transaction log could not be written: {exc!r}") from None
+        self._stored = True
         self.steps.append(step)
         return step
 
     def _done(self, step: Step | None, pc: PendingCall, result: Any) -> None:
-        self.governor._finish(pc, result=result)
-        if step is None:
-            return
-        step.call.result = result
-        self._log(step, DONE, result=json_safe(result))
-        if pc.effect == IRREVERSIBLE:
-            self.pivoted = True
+        """The step ran: DONE with the settlement and the outcome, in one batch — and for the one step of
+        an implicit transaction (phases off), its commit too."""
+        ops: list[Op] = []
+        commits = False
+        if step is not None:
+            # Known before it is logged: should the log write fail, rolling back in this process undoes it.
+            step.call.result = result
+            step.status = DONE
+            if pc.effect == IRREVERSIBLE:
+                self.pivoted = True
+            ops.append(LogStep(self.id, self._entry(step, DONE, result=json_safe(result))))
+            commits = self.implicit and not self.deferred and self.state == OPEN
+            if commits:
+                ops.append(UpdateTransaction(self.id, {"state": COMMITTED}))
+        self.governor._finish(pc, result=result, ops=ops)
+        if commits:
+            self.state = COMMITTED
 
     def _failed(self, step: Step | None, pc: PendingCall, exc: BaseException) -> None:
-        self.governor._finish(pc, error=exc)
+        """The step raised: FAILED with the settlement (at 0) and the outcome, in one batch."""
+        ops: list[Op] = []
         if step is not None:
             step.call.error = f"{type(exc).__name__}: {exc}"
-            self._log(step, FAILED, error=step.call.error)
+            step.status = FAILED
+            ops.append(LogStep(self.id, self._entry(step, FAILED, error=step.call.error)))
+        self.governor._finish(pc, error=exc, ops=ops)
 
     def call(self, tool: str, /, **args: Any) -> Any:
         """Govern and run ``tool`` now. A refusal raises and leaves the transaction open; a failure rolls back."""
         self._check_open(tool)
         pc = self.governor._prepare(self.session, tool, args, self)
         self._authorize(pc)
-        self.governor._record(pc)
-        step = self._begin(pc)
+        step = self._record(pc)
         try:
             result = run_sync(pc.spec.fn, args)
         except Exception as exc:
@@ -266,8 +318,7 @@ class Transaction:
         self._check_open(tool)
         pc = self.governor._prepare(self.session, tool, args, self)
         await self._aauthorize(pc)
-        self.governor._record(pc)
-        step = self._begin(pc)
+        step = self._record(pc)
         try:
             result = await run_async(pc.spec.fn, args)
         except Exception as exc:

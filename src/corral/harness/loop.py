@@ -215,6 +215,8 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
         try:
             reservation, estimate = harness.governor.reserve_spend(ctx.session, label, estimate)
         except Blocked as refused:
+            if refused.reason.startswith("governance fault"):  # the ledger failed: not a budget matter
+                raise _Stop(ERROR, f"stopped: {refused.reason}") from None
             raise _Stop(BUDGET_STOP, _wrap_up(ctx, refused.reason)) from None
         emit("model", {"model": model.id, "estimate": float(estimate), "gate": gate})
         number = ctx.state.get("model_calls", 0)

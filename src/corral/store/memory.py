@@ -5,13 +5,26 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from corral.errors import StoreError
 from corral.governance.ids import new_id
 from corral.store.audit import GENESIS, audit_key, seal, sign_head
+from corral.store.protocol import (
+    Append,
+    LogStep,
+    Op,
+    PutTransaction,
+    Reserve,
+    Settle,
+    UpdateTransaction,
+    check_ops,
+)
+
+_MISSING = object()
 
 
 class MemoryStore:
@@ -142,6 +155,112 @@ class MemoryStore:
             self.release(rid)
         return len(expired)
 
+    # the unit of work
+    def batch(self, ops: Sequence[Op]) -> list[Any] | None:
+        """The single operations, in order, under the lock; if one fails (or a reservation does not fit)
+        the ones before it are undone, so a batch is all or nothing here too."""
+        ops = check_ops(ops)
+        with self._lock:
+            self._flush_locked()  # buffered read records keep their place before the batch's records
+            undo: list[Callable[[], None]] = []
+            results: list[Any] = []
+            try:
+                for op in ops:
+                    result = self._apply_locked(op, undo)
+                    if isinstance(op, Reserve) and result is None:
+                        self._undo_locked(undo)
+                        return None
+                    results.append(result)
+            except BaseException:
+                self._undo_locked(undo)
+                raise
+            return results
+
+    @staticmethod
+    def _undo_locked(undo: list[Callable[[], None]]) -> None:
+        for step in reversed(undo):
+            step()
+
+    def _apply_locked(self, op: Op, undo: list[Callable[[], None]]) -> Any:
+        """Apply one operation through the public method, and note how to take it back."""
+        if isinstance(op, Reserve):
+            rid = self.reserve(op.scopes, op.amount, op.expires_at)
+            if rid is not None:
+                undo.append(lambda: self._unreserve_locked(rid))
+            return rid
+        if isinstance(op, Settle):
+            held = self._reservations.get(op.reservation_id)
+            self.settle(op.reservation_id, op.actual)
+            if held is not None:
+                undo.append(lambda: self._unsettle_locked(op.reservation_id, held, op.actual))
+            return None
+        if isinstance(op, Append):
+            record, sid = op.record, op.session_id
+            before = (self._heads.get(sid, _MISSING), self._signatures.get(sid, _MISSING),
+                      record.get("prev", _MISSING), record.get("hash", _MISSING))
+            sealed = self.append(sid, record, durable=True)
+            undo.append(lambda: self._unappend_locked(sid, record, before))
+            return sealed
+        if isinstance(op, PutTransaction):
+            tx_id = op.record["id"]
+            before_tx, before_steps = self._txs.get(tx_id, _MISSING), self._steps.get(tx_id, _MISSING)
+            self.put_transaction(op.record)
+            undo.append(lambda: self._restore_tx_locked(tx_id, before_tx, before_steps))
+            return None
+        if isinstance(op, UpdateTransaction):
+            before_tx = copy.deepcopy(self._txs.get(op.tx_id, _MISSING))
+            self.update_transaction(op.tx_id, op.fields)
+            undo.append(lambda: self._restore_tx_locked(op.tx_id, before_tx, _MISSING))
+            return None
+        if isinstance(op, LogStep):
+            had = op.tx_id in self._steps
+            self.log_step(op.tx_id, op.entry)
+            undo.append(lambda: self._unlog_locked(op.tx_id, had))
+            return None
+        raise AssertionError(f"unhandled operation {op!r}")  # pragma: no cover - check_ops rejects it
+
+    def _unreserve_locked(self, rid: str) -> None:
+        keys, amount, _ = self._reservations.pop(rid)
+        for key in keys:
+            self._scopes[key][1] -= amount
+
+    def _unsettle_locked(self, rid: str, held: tuple[tuple[str, ...], Decimal, datetime], actual: Decimal) -> None:
+        self._reservations[rid] = held
+        keys, amount, _ = held
+        for key in keys:
+            entry = self._scopes[key]
+            entry[1] += amount
+            entry[0] -= actual
+
+    def _unappend_locked(self, sid: str, record: dict[str, Any], before: tuple[Any, Any, Any, Any]) -> None:
+        head, signature, prev, digest = before
+        self._chains[sid].pop()
+        if not self._chains[sid]:
+            del self._chains[sid]
+        for table, value in ((self._heads, head), (self._signatures, signature)):
+            if value is _MISSING:
+                table.pop(sid, None)
+            else:
+                table[sid] = value
+        for key, value in (("prev", prev), ("hash", digest)):
+            if value is _MISSING:
+                record.pop(key, None)
+            else:
+                record[key] = value
+
+    def _restore_tx_locked(self, tx_id: str, before_tx: Any, before_steps: Any) -> None:
+        if before_tx is _MISSING:
+            self._txs.pop(tx_id, None)
+        else:
+            self._txs[tx_id] = before_tx
+        if before_steps is _MISSING and before_tx is _MISSING:
+            self._steps.pop(tx_id, None)
+
+    def _unlog_locked(self, tx_id: str, had: bool) -> None:
+        self._steps[tx_id].pop()
+        if not had:
+            del self._steps[tx_id]
+
     # approvals
     def put_approval(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -180,7 +299,10 @@ class MemoryStore:
 
     def update_transaction(self, tx_id: str, fields: dict[str, Any]) -> None:
         with self._lock:
-            self._txs[tx_id].update(copy.deepcopy(fields))
+            found = self._txs.get(tx_id)
+            if found is None:
+                raise StoreError(f"memory store: update_transaction: no transaction {tx_id!r}")
+            found.update(copy.deepcopy(fields))
 
     def get_transaction(self, tx_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -2,16 +2,89 @@
 
 Records are plain JSON-able dicts. Every method is atomic on its own; ``reserve`` is atomic across
 every scope it names (all fit, or nothing is reserved).
+
+``batch(ops)`` is the unit of work the kernel writes around a governed call: a few of the writes
+below, all in one transaction, all or nothing. Before a write runs, its reservation, its decision and
+its INTENT are one batch — so a decision is never stored without its reservation and INTENT, nor an
+INTENT without its decision — and after it runs, the settlement, DONE and the outcome are another.
+On a SQL store that is one commit (one fsync) each, where the single operations would be six.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from corral.errors import ConfigError
+
+# ------------------------------------------------------------------------ the operations of a batch
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """``reserve(scopes, amount, expires_at)``; its result is the reservation id. When it does not fit,
+    the whole batch writes nothing and ``batch`` returns None."""
+
+    scopes: Sequence[tuple[str, Decimal]]
+    amount: Decimal
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """``settle(reservation_id, actual)`` (``actual`` 0 releases it); an unknown reservation is a no-op."""
+
+    reservation_id: str
+    actual: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A durable ``append(session_id, record)``; its result is the record, sealed into the chain."""
+
+    session_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PutTransaction:
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTransaction:
+    tx_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogStep:
+    tx_id: str
+    entry: dict[str, Any]
+
+
+Op = Reserve | Settle | Append | PutTransaction | UpdateTransaction | LogStep
+OPS = (Reserve, Settle, Append, PutTransaction, UpdateTransaction, LogStep)
+
+
+def check_ops(ops: Sequence[Op]) -> list[Op]:
+    """The batch as a list, each operation one of the closed set (anything else is a programming error)."""
+    out = list(ops)
+    for op in out:
+        if not isinstance(op, OPS):
+            names = ", ".join(t.__name__ for t in OPS)
+            raise TypeError(f"store batch: {op!r} is not an operation; expected one of {names}")
+    return out
+
+
+def describe_ops(ops: Sequence[Op]) -> str:
+    """What a batch does, for its error messages: ``"batch (reserve, append, log_step)"``."""
+    names = {Reserve: "reserve", Settle: "settle", Append: "append", PutTransaction: "put_transaction",
+             UpdateTransaction: "update_transaction", LogStep: "log_step"}
+    return "batch (" + ", ".join(names[type(op)] for op in ops) + ")"
 
 
 @runtime_checkable
@@ -39,6 +112,11 @@ class Store(Protocol):
     def release(self, reservation_id: str) -> None: ...
     def usage(self, scope_keys: Sequence[str]) -> list[tuple[Decimal, Decimal]]: ...
     def release_expired(self, now: datetime) -> int: ...
+
+    # several of the writes above as one transaction: one result per operation (the reservation id for
+    # Reserve, the sealed record for Append, else None), or None — and nothing written — when a
+    # reservation does not fit. Any other failure raises and writes nothing either.
+    def batch(self, ops: Sequence[Op]) -> list[Any] | None: ...
 
     # approvals: {"id", "binding", "session", "tool", "args", "status", "expires", ...}
     def put_approval(self, record: dict[str, Any]) -> None: ...

@@ -6,8 +6,12 @@ approval's compare-and-set, the audit chain's head — so two processes never bo
 state. Non-read audit records are durable before ``append`` returns; read records are group-committed
 (see ``GroupCommit``).
 
-This module also holds what both SQL stores share: the JSON row codec, the group commit and the
-head signature (``corral.store.postgres`` imports them).
+``batch`` writes several operations in one ``BEGIN IMMEDIATE`` transaction — one commit — through the
+same in-transaction SQL as the single operations (``_reserve_in``, ``_write_chain_in``, …).
+
+This module also holds what both SQL stores share: the JSON row codec, the group commit, the head
+signature and a batch's operations made ready to write (``prepare_op``; ``corral.store.postgres``
+imports them).
 """
 
 from __future__ import annotations
@@ -26,16 +30,29 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from corral.errors import ConfigError, StoreError
 from corral.governance.canonical import canonical_json, sha256_hex
 from corral.governance.ids import new_id
 from corral.store.audit import GENESIS, audit_key, sign_head
 from corral.store.migrations import CURRENT_VERSION, SCHEMA_VERSION_SQLITE, pending, too_new_message
+from corral.store.protocol import (
+    Append,
+    LogStep,
+    Op,
+    PutTransaction,
+    Reserve,
+    Settle,
+    UpdateTransaction,
+    check_ops,
+    describe_ops,
+)
 from corral.store.urls import parse_sqlite_url
 
 log = logging.getLogger("corral.store")
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------ the row codec
 
@@ -120,9 +137,11 @@ class ChainRecord:
             text = canonical_json(body)
             # Stored JSON is read back as JSON: hash the form that survives the round trip (a dict with
             # int keys, say, sorts differently once its keys are strings), so the chain verifies later.
-            again = canonical_json(json.loads(text))
-            if again != text:
-                text = again
+            # Plain JSON values survive it as they are; only other values need the round trip.
+            if not _plain_json(body):
+                again = canonical_json(json.loads(text))
+                if again != text:
+                    text = again
             text.encode("utf-8")
         except Exception as exc:
             raise StoreError(f"audit record for session {session_id!r} cannot be stored as JSON: {exc!r}") from exc
@@ -142,6 +161,33 @@ class ChainRecord:
         """After the commit: the caller's record carries its place in the chain, as the memory store's does."""
         prev, digest = self.sealed
         self.record.update(prev=prev, hash=digest)  # one step: a reader never sees prev without hash
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` is made only of dicts with ``str`` keys, lists and JSON scalars (exact types):
+    then its canonical JSON reads back to the same text. Anything else (an int key, a Decimal, an object
+    serialised by ``default``) may not, and is checked by a round trip instead."""
+    stack = [value]
+    scalars = _SCALARS
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, sub in item.items():
+                if type(key) is not str:
+                    return False
+                if type(sub) not in scalars:
+                    stack.append(sub)
+        elif kind is list or kind is tuple:
+            for sub in item:
+                if type(sub) not in scalars:
+                    stack.append(sub)
+        elif kind not in scalars:
+            return False
+    return True
 
 
 def chain_record(text: str, prev: str, digest: str, *, session_id: str, seq: int) -> dict[str, Any]:
@@ -180,6 +226,10 @@ class GroupCommit:
     first record (a background thread), before any durable record of this process (so chain order is
     call order within a process), and on ``flush()`` and at exit. A crash loses at most the buffered
     read records — never a durable one. ``write(batch)`` is the store's one transaction.
+
+    Lock order, for every chain write of the process: the chain lock, then the database's write lock
+    (inside ``write``). A store's ``batch`` that appends takes them in the same order (``write_with``),
+    so it and the flusher never wait on each other in a cycle.
     """
 
     IDLE_SECONDS = 2.0  # the flusher thread ends after this long with nothing to do; the next record restarts it
@@ -227,14 +277,24 @@ class GroupCommit:
 
     def write(self, items: Sequence[ChainRecord]) -> None:
         """Write everything buffered, then ``items``, in one transaction; on failure nothing is lost."""
+        self.write_with(items, self._write)
+
+    def write_with(self, items: Sequence[ChainRecord], write: Callable[[list[ChainRecord]], T]) -> T | None:
+        """``write`` with another writer: ``write(batch)`` gets everything buffered, then ``items``, and
+        writes them in one transaction of its own — with whatever else belongs in it (a store's ``batch``).
+
+        The records are sealed only if it returns; if it raises, nothing of it was written and the
+        buffered records go back in front of the buffer. Returns what ``write`` returned (None when
+        there was nothing to write).
+        """
         with self._chain_lock:
             with self._cond:
                 batch, self._pending = self._pending, []
             batch.extend(items)
             if not batch:
-                return
+                return None
             try:
-                self._write(batch)
+                result = write(batch)
             except BaseException:
                 given = {id(item) for item in items}
                 with self._cond:  # the buffered records go back, in front of any that came meanwhile
@@ -244,6 +304,7 @@ class GroupCommit:
                 raise
             for item in batch:
                 item.apply()
+            return result
 
     def flush(self) -> None:
         self.write(())
@@ -485,26 +546,31 @@ class SQLiteStore:
 
     def _write_chain(self, batch: list[ChainRecord]) -> None:
         with self._transaction(f"appending {len(batch)} record(s) to the audit chain") as conn:
-            heads: dict[str, tuple[int, str]] = {}
-            rows = []
-            for item in batch:
-                sid = item.session_id
-                if sid not in heads:
-                    row = conn.execute("SELECT seq, head FROM heads WHERE session_id = ?", (sid,)).fetchone()
-                    heads[sid] = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
-                seq, prev = heads[sid]
-                digest = item.seal(prev)
-                rows.append((sid, seq + 1, item.record_id, prev, digest, item.text))
-                heads[sid] = (seq + 1, digest)
-            conn.executemany(
-                "INSERT INTO audit (session_id, seq, record_id, prev, hash, record) VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
-            conn.executemany(
-                "INSERT INTO heads (session_id, seq, head, hmac) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, head = excluded.head, "
-                "hmac = excluded.hmac",
-                [(sid, seq, head, head_signature(self._key, sid, head)) for sid, (seq, head) in heads.items()],
-            )
+            self._write_chain_in(conn, batch)
+
+    def _write_chain_in(self, conn: sqlite3.Connection, batch: list[ChainRecord]) -> None:
+        """Seal ``batch`` onto its sessions' heads and move the heads on, inside the caller's transaction
+        (``BEGIN IMMEDIATE``: no other writer can move a head between the read and the write)."""
+        heads: dict[str, tuple[int, str]] = {}
+        rows = []
+        for item in batch:
+            sid = item.session_id
+            if sid not in heads:
+                row = conn.execute("SELECT seq, head FROM heads WHERE session_id = ?", (sid,)).fetchone()
+                heads[sid] = (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+            seq, prev = heads[sid]
+            digest = item.seal(prev)
+            rows.append((sid, seq + 1, item.record_id, prev, digest, item.text))
+            heads[sid] = (seq + 1, digest)
+        conn.executemany(
+            "INSERT INTO audit (session_id, seq, record_id, prev, hash, record) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+        conn.executemany(
+            "INSERT INTO heads (session_id, seq, head, hmac) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE SET seq = excluded.seq, head = excluded.head, "
+            "hmac = excluded.hmac",
+            [(sid, seq, head, head_signature(self._key, sid, head)) for sid, (seq, head) in heads.items()],
+        )
 
     def flush(self) -> None:
         self._chain.flush()
@@ -571,26 +637,26 @@ class SQLiteStore:
     def reserve(
         self, scopes: Sequence[tuple[str, Decimal]], amount: Decimal, expires_at: datetime
     ) -> str | None:
-        amount = to_decimal(amount)
-        limits = [(key, to_decimal(limit)) for key, limit in scopes]
-        keys = [key for key, _ in limits]
-        expires = to_micros(expires_at)
-        rid = new_id()
+        op = ReserveRow.of(Reserve(scopes, amount, expires_at))
         with self._transaction("reserve") as conn:
-            usage = self._usage_in(conn, keys)
-            for key, limit in limits:
-                spent, reserved = usage[key]
-                if spent + reserved + amount > limit:
-                    return None
-            for key in keys:
-                spent, reserved = usage[key]
-                usage[key] = (spent, reserved + amount)
-            self._save_usage(conn, usage)
-            conn.execute(
-                "INSERT INTO reservations (id, scopes, amount, expires_at) VALUES (?, ?, ?, ?)",
-                (rid, json.dumps(keys), str(amount), expires),
-            )
-        return rid
+            return op.rid if self._reserve_in(conn, op) else None
+
+    def _reserve_in(self, conn: sqlite3.Connection, op: ReserveRow) -> bool:
+        """Charge ``op.amount`` to every scope if it fits in all of them; False (nothing charged) if not."""
+        usage = self._usage_in(conn, op.keys)
+        for key, limit in op.limits:
+            spent, reserved = usage[key]
+            if spent + reserved + op.amount > limit:
+                return False
+        for key in op.keys:
+            spent, reserved = usage[key]
+            usage[key] = (spent, reserved + op.amount)
+        self._save_usage(conn, usage)
+        conn.execute(
+            "INSERT INTO reservations (id, scopes, amount, expires_at) VALUES (?, ?, ?, ?)",
+            (op.rid, json.dumps(op.keys), str(op.amount), op.expires),
+        )
+        return True
 
     def _settle_in(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], actual: Decimal | None) -> None:
         """Take reservations off their scopes; ``actual`` None means release (settle at 0)."""
@@ -607,13 +673,14 @@ class SQLiteStore:
     def settle(self, reservation_id: str, actual: Decimal) -> None:
         actual = to_decimal(actual)
         with self._transaction("settle") as conn:
-            rows = conn.execute(
-                "SELECT id, scopes, amount FROM reservations WHERE id = ?", (reservation_id,)
-            ).fetchall()
-            if not rows:
-                return
-            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-            self._settle_in(conn, rows, actual)
+            self._settle_one_in(conn, reservation_id, actual)
+
+    def _settle_one_in(self, conn: sqlite3.Connection, reservation_id: str, actual: Decimal) -> None:
+        rows = conn.execute("SELECT id, scopes, amount FROM reservations WHERE id = ?", (reservation_id,)).fetchall()
+        if not rows:
+            return
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+        self._settle_in(conn, rows, actual)
 
     def release(self, reservation_id: str) -> None:
         self.settle(reservation_id, Decimal(0))
@@ -634,6 +701,58 @@ class SQLiteStore:
             conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (cutoff,))
             self._settle_in(conn, rows, None)
         return len(rows)
+
+    # ------------------------------------------------------------------------------- the unit of work
+
+    def batch(self, ops: Sequence[Op]) -> list[Any] | None:
+        """Every operation in one ``BEGIN IMMEDIATE`` transaction: one commit, all or nothing.
+
+        With records to append it goes through the group commit's chain lock, as ``append`` does, and
+        writes the buffered read records first, in the same transaction: chain order stays call order.
+        Returns None, having written nothing (the buffered records go back), when a reservation does not fit.
+        """
+        ops = check_ops(ops)
+        if not ops:
+            return []
+        what = describe_ops(ops)
+        prepared = [prepare_op(op) for op in ops]  # encode before the write lock is taken
+        items = [p for p in prepared if isinstance(p, ChainRecord)]
+
+        def write(chain: list[ChainRecord]) -> list[Any]:
+            with self._transaction(what) as conn:
+                for p in prepared:  # reservations first: a batch that does not fit stops before writing more
+                    if isinstance(p, ReserveRow) and not self._reserve_in(conn, p):
+                        raise DoesNotFit
+                if chain:
+                    self._write_chain_in(conn, chain)
+                results: list[Any] = []
+                for p in prepared:
+                    results.append(self._apply_in(conn, p))
+                return results
+
+        try:
+            return self._chain.write_with(items, write) if items else write([])
+        except DoesNotFit:
+            return None
+
+    def _apply_in(self, conn: sqlite3.Connection, p: Any) -> Any:
+        """One prepared operation inside the batch's transaction (reservations and records are written
+        already); its result."""
+        if isinstance(p, ReserveRow):
+            return p.rid
+        if isinstance(p, ChainRecord):
+            return p.record
+        if isinstance(p, Settle):
+            self._settle_one_in(conn, p.reservation_id, p.actual)
+        elif isinstance(p, TxRow):
+            self._put_transaction_in(conn, p)
+        elif isinstance(p, UpdateTransaction):
+            self._update_transaction_in(conn, p.tx_id, p.fields)
+        elif isinstance(p, StepRow):
+            self._log_step_in(conn, p)
+        else:  # pragma: no cover - check_ops and prepare_op know every operation
+            raise AssertionError(f"unhandled operation {p!r}")
+        return None
 
     # ------------------------------------------------------------------------------------- approvals
 
@@ -686,25 +805,31 @@ class SQLiteStore:
     # ---------------------------------------------------------------------------------- transactions
 
     def put_transaction(self, record: dict[str, Any]) -> None:
-        doc = encode_doc(record)
+        row = TxRow.of(record)
         with self._read("put_transaction") as conn:
-            conn.execute(
-                "INSERT INTO transactions (id, state, doc) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
-                (record["id"], record.get("state"), doc),
-            )
+            self._put_transaction_in(conn, row)
+
+    @staticmethod
+    def _put_transaction_in(conn: sqlite3.Connection, row: TxRow) -> None:
+        conn.execute(
+            "INSERT INTO transactions (id, state, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
+            (row.tx_id, row.state, row.doc),
+        )
 
     def update_transaction(self, tx_id: str, fields: dict[str, Any]) -> None:
         with self._transaction("update_transaction") as conn:
-            row = conn.execute("SELECT doc FROM transactions WHERE id = ?", (tx_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"{self._where}: update_transaction: no transaction {tx_id!r}")
-            doc = decode_doc("transactions", tx_id, row[0])
-            doc.update(fields)
-            conn.execute(
-                "UPDATE transactions SET state = ?, doc = ? WHERE id = ?",
-                (doc.get("state"), encode_doc(doc), tx_id),
-            )
+            self._update_transaction_in(conn, tx_id, fields)
+
+    def _update_transaction_in(self, conn: sqlite3.Connection, tx_id: str, fields: dict[str, Any]) -> None:
+        row = conn.execute("SELECT doc FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self._where}: update_transaction: no transaction {tx_id!r}")
+        doc = decode_doc("transactions", tx_id, row[0])
+        doc.update(fields)
+        conn.execute(
+            "UPDATE transactions SET state = ?, doc = ? WHERE id = ?", (doc.get("state"), encode_doc(doc), tx_id)
+        )
 
     def get_transaction(self, tx_id: str) -> dict[str, Any] | None:
         with self._read("get_transaction") as conn:
@@ -724,13 +849,17 @@ class SQLiteStore:
         return [decode_doc("transactions", key, doc) for key, doc in rows]
 
     def log_step(self, tx_id: str, entry: dict[str, Any]) -> None:
-        doc = encode_doc(entry)
+        row = StepRow.of(LogStep(tx_id, entry))
         with self._read("log_step") as conn:  # one statement: it takes the write lock before it reads
-            conn.execute(
-                "INSERT INTO tx_steps (tx_id, pos, entry) "
-                "SELECT ?, COALESCE(MAX(pos), 0) + 1, ? FROM tx_steps WHERE tx_id = ?",
-                (tx_id, doc, tx_id),
-            )
+            self._log_step_in(conn, row)
+
+    @staticmethod
+    def _log_step_in(conn: sqlite3.Connection, row: StepRow) -> None:
+        conn.execute(
+            "INSERT INTO tx_steps (tx_id, pos, entry) "
+            "SELECT ?, COALESCE(MAX(pos), 0) + 1, ? FROM tx_steps WHERE tx_id = ?",
+            (row.tx_id, row.doc, row.tx_id),
+        )
 
     def steps(self, tx_id: str) -> list[dict[str, Any]]:
         with self._read("steps") as conn:
@@ -786,6 +915,69 @@ class SQLiteStore:
                     conn.close()
 
 
+# ------------------------------------------------------------------ a batch's operations, ready to write
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRow:
+    """A ``Reserve`` with its amounts as exact decimals and its id chosen: what the SQL stores write."""
+
+    rid: str
+    limits: list[tuple[str, Decimal]]
+    keys: list[str]
+    amount: Decimal
+    expires: int  # µs since the epoch (SQLite); PostgreSQL keeps ``expires_at``
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, op: Reserve) -> ReserveRow:
+        limits = [(key, to_decimal(limit)) for key, limit in op.scopes]
+        return cls(new_id(), limits, [key for key, _ in limits], to_decimal(op.amount), to_micros(op.expires_at),
+                   to_utc(op.expires_at))
+
+
+@dataclass(frozen=True, slots=True)
+class TxRow:
+    tx_id: str
+    state: Any
+    doc: str
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> TxRow:
+        return cls(record["id"], record.get("state"), encode_doc(record))
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    tx_id: str
+    doc: str
+
+    @classmethod
+    def of(cls, op: LogStep) -> StepRow:
+        return cls(op.tx_id, encode_doc(op.entry))
+
+
+def prepare_op(op: Op) -> Any:
+    """An operation as the SQL stores write it: amounts exact, documents encoded, records canonical —
+    so a bad value fails the batch before any lock is taken."""
+    if isinstance(op, Reserve):
+        return ReserveRow.of(op)
+    if isinstance(op, Append):
+        return ChainRecord.of(op.session_id, op.record)
+    if isinstance(op, PutTransaction):
+        return TxRow.of(op.record)
+    if isinstance(op, LogStep):
+        return StepRow.of(op)
+    if isinstance(op, Settle):
+        return Settle(op.reservation_id, to_decimal(op.actual))
+    return op  # UpdateTransaction: merged with the stored document inside the transaction
+
+
+
+class DoesNotFit(Exception):
+    """Raised inside a transaction to roll it back: a reservation has no room."""
+
+
 def _sqlite_version(conn: sqlite3.Connection) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
@@ -802,4 +994,4 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-__all__ = ["GroupCommit", "SQLiteStore", "memory_words", "query_words"]
+__all__ = ["GroupCommit", "SQLiteStore", "memory_words", "prepare_op", "query_words"]
