@@ -446,6 +446,7 @@ def test_a_hook_waits_for_the_session_and_gives_up_at_its_deadline(project: Path
         proc.stdin.close()
         return proc
 
+    kernel(project)  # the store exists and is migrated: the race below is for the session, not the schema
     with cc.session_lock(project / "state", "s-1"):  # another hook of this session is deciding
         waiting = start()
         impatient = start("--timeout", "1.5")
