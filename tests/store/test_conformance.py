@@ -20,7 +20,6 @@ from corral import ApprovalPending, Call, Governor, TransactionFailed
 from corral.governance.ids import new_id
 from corral.store import Store
 from corral.store.audit import verify_chain, verify_session
-from corral.store.memory import MemoryStore
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 LATER = NOW + timedelta(minutes=5)
@@ -431,37 +430,7 @@ def test_close_then_everything_is_still_there(durable_backend: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------- long-term memory
-
-QUERIES = ["refund policy", "REFUND", "alice_smith", "€uro prices", "a b c", "", "order A1 refund",
-           "nothing matches", "tags-only", "policy policy policy"]
-
-
-def _memories(store: Any) -> None:
-    store.memory_put("desk/alice", "m1", "Refunds over $100 need a manager", "policy,refund")
-    store.memory_put("desk/alice", "m2", "Order A1 was refunded once", "refund")
-    store.memory_put("desk/alice", "m3", "alice_smith prefers email", "")
-    store.memory_put("desk/bob", "m4", "Refund policy for bob", "policy")
-    store.memory_put("desk/alice", "m5", "€uro prices are in EUR", "tags-only")
-    store.memory_put("desk/alice", "m6", "a b c d", "")
-    store.memory_put("desk/alice", "m1", "The refund policy changed", "policy")  # an update keeps its place
-    store.memory_put("desk/alice", "m7", "Policy review tomorrow", "")
-    store.memory_delete("m7")
-    store.memory_delete("never-there")
-
-
-def test_memory_search_ranks_as_the_reference_does(store: Any) -> None:
-    reference = MemoryStore()
-    _memories(reference)
-    _memories(store)
-    for query in QUERIES:
-        for limit in (1, 2, 5):
-            assert store.memory_search("desk/alice", query, limit) == reference.memory_search(
-                "desk/alice", query, limit
-            ), (query, limit)
-    assert [m["id"] for m in store.memory_search("desk/alice", "refund policy", 5)] == ["m1", "m2"]
-    assert [m["id"] for m in store.memory_search("desk/bob", "refund", 5)] == ["m4"]
-    assert store.memory_search("desk/carol", "refund", 5) == []
-    assert store.memory_search("desk/alice", "review", 5) == []  # m7 was forgotten
+# (its own suite, over every store: tests/store/test_memory_search.py)
 
 
 # ------------------------------------------------------------------------- the kernel, end to end

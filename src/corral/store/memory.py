@@ -23,8 +23,26 @@ from corral.store.protocol import (
     UpdateTransaction,
     check_ops,
 )
+from corral.store.sqlite import query_words
 
 _MISSING = object()
+
+_WORD = re.compile(r"[^\W_]+")  # as ``query_words`` reads a query
+
+
+def _alike(a: str, b: str) -> bool:
+    """Equal, or one stem: a common prefix of 4+ letters leaving at most 2 letters of the shorter word."""
+    if a == b:
+        return True
+    shorter = min(len(a), len(b))
+    if shorter < 4:
+        return False
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common >= 4 and shorter - common <= 2
 
 
 class MemoryStore:
@@ -321,19 +339,34 @@ class MemoryStore:
         with self._lock:
             return copy.deepcopy(self._steps.get(tx_id, []))
 
-    # long-term memory: a word-overlap ranking stands in for the databases' full-text search
+    # Long-term memory: the in-memory stand-in for the databases' full-text search. A memory's rank is how
+    # many of the query's words it has (more first), then the newest. Words are the SQL stores' query words
+    # (``query_words``); a query word matches a memory's word when they are equal or stem-alike: they share
+    # a prefix of four letters or more that leaves at most two letters of the shorter word ("refund",
+    # "refunds", "refunded"; "policy", "policies"). No stop words and no term weighting, unlike the
+    # databases: the SQL stores are the ones to trust for ranking among equals.
     def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
+        words = set(_WORD.findall((text + " " + tags).lower()))
+        stems: dict[str, list[str]] = {}  # the words by their first four letters, for the stem-alike match
+        for word in words:
+            if len(word) >= 4:
+                stems.setdefault(word[:4], []).append(word)
         with self._lock:
-            self._memories[memory_id] = {"id": memory_id, "namespace": namespace, "text": text, "tags": tags}
+            # an update keeps its place: a dict keeps the order of first insertion
+            self._memories[memory_id] = {"id": memory_id, "namespace": namespace, "text": text, "tags": tags,
+                                         "words": words, "stems": stems}
 
     def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
-        words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 1}
+        words = query_words(query)
+        if not words or limit <= 0:
+            return []
         with self._lock:
             scored = []
             for order, m in enumerate(self._memories.values()):
                 if m["namespace"] != namespace:
                     continue
-                hits = len(words & set(re.findall(r"\w+", (m["text"] + " " + m["tags"]).lower())))
+                hits = sum(1 for word in words if word in m["words"]
+                           or any(_alike(word, other) for other in m["stems"].get(word[:4], ())))
                 if hits:
                     scored.append((-hits, -order, m))
             scored.sort(key=lambda item: (item[0], item[1]))

@@ -18,6 +18,16 @@ The schema (version 1):
 - ``memories``      long-term memory: text and tags per namespace (agent/principal)
 - ``memory_words``  its word index: each distinct word (``\w+``, lower case, two letters or more) of a memory
 
+Version 2 replaces the word index with each database's own full-text search:
+
+- SQLite: ``memories`` gains ``seq INTEGER PRIMARY KEY`` (a stable rowid, in insertion order) and an
+  index on ``namespace``; ``memory_fts`` is an FTS5 table over its ``text`` and ``tags`` (external
+  content, ``tokenize='porter unicode61'``), kept in step by triggers on ``memories`` and rebuilt from
+  the rows already there.
+- PostgreSQL: ``memories`` gains ``search``, a stored ``tsvector`` generated from ``text`` and ``tags``
+  (``'english'``), with a GIN index, and an index on ``(namespace, ord)``.
+- Both: ``memory_words`` is dropped.
+
 JSON documents are TEXT on both databases, so what was written is exactly what is read back.
 """
 
@@ -109,9 +119,42 @@ _V1_POSTGRES = (
     "CREATE INDEX memory_words_memory ON memory_words (memory_id)",
 )
 
+# Version 2: full-text search for long-term memory. The old rows are copied (SQLite) or their
+# ``tsvector`` computed as the column is added (PostgreSQL), so every memory stays searchable.
+_V2_SQLITE = (
+    "CREATE TABLE memories_v2 ("
+    " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, namespace TEXT NOT NULL, text TEXT NOT NULL,"
+    " tags TEXT NOT NULL)",
+    "INSERT INTO memories_v2 (id, namespace, text, tags) SELECT id, namespace, text, tags FROM memories ORDER BY rowid",
+    "DROP TABLE memory_words",
+    "DROP TABLE memories",
+    "ALTER TABLE memories_v2 RENAME TO memories",
+    "CREATE INDEX memories_namespace ON memories (namespace)",
+    "CREATE VIRTUAL TABLE memory_fts USING fts5("
+    " text, tags, content='memories', content_rowid='seq', tokenize='porter unicode61')",
+    "INSERT INTO memory_fts (memory_fts) VALUES ('rebuild')",
+    "CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN"
+    " INSERT INTO memory_fts (rowid, text, tags) VALUES (new.seq, new.text, new.tags); END",
+    "CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN"
+    " INSERT INTO memory_fts (memory_fts, rowid, text, tags) VALUES ('delete', old.seq, old.text, old.tags); END",
+    "CREATE TRIGGER memories_fts_update AFTER UPDATE ON memories BEGIN"
+    " INSERT INTO memory_fts (memory_fts, rowid, text, tags) VALUES ('delete', old.seq, old.text, old.tags);"
+    " INSERT INTO memory_fts (rowid, text, tags) VALUES (new.seq, new.text, new.tags); END",
+)
+
+_V2_POSTGRES = (
+    "DROP TABLE memory_words",
+    "ALTER TABLE memories ADD COLUMN search tsvector"
+    " GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text || ' ' || tags)) STORED",
+    "CREATE INDEX memories_search ON memories USING GIN (search)",
+    "CREATE INDEX memories_namespace ON memories (namespace, ord)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
               _V1_SQLITE, _V1_POSTGRES),
+    Migration(2, "long-term memory: full-text search (SQLite FTS5, PostgreSQL tsvector) replaces memory_words",
+              _V2_SQLITE, _V2_POSTGRES),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

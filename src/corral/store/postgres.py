@@ -51,7 +51,6 @@ from corral.store.sqlite import (
     decode_doc,
     encode_doc,
     head_signature,
-    memory_words,
     prepare_op,
     query_words,
     to_decimal,
@@ -647,41 +646,40 @@ class PostgresStore:
 
     # ----------------------------------------------------------------------------------- long-term memory
 
+    # ``memories.search`` is a stored ``tsvector`` generated from text and tags (``'english'``: stemmed,
+    # stop words dropped), GIN-indexed. A query is an OR of ``plainto_tsquery`` per word — never the user's
+    # text as tsquery syntax. A memory's rank: how many of the query's words it has (more first), then
+    # ``ts_rank`` (best first), then the newest.
+
     def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
-        words = memory_words(text, tags)
-
-        def work(conn: Any) -> None:
-            conn.execute(
-                "INSERT INTO memories (id, namespace, text, tags) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
-                "DO UPDATE SET namespace = excluded.namespace, text = excluded.text, tags = excluded.tags",
-                (memory_id, namespace, text, tags),
-            )
-            conn.execute("DELETE FROM memory_words WHERE memory_id = %s", (memory_id,))
-            conn.execute(
-                "INSERT INTO memory_words (word, memory_id) SELECT unnest(%s::text[]), %s", (words, memory_id)
-            )
-
-        self._run("memory_put", work)
+        self._run("memory_put", lambda conn: conn.execute(
+            "INSERT INTO memories (id, namespace, text, tags) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
+            "DO UPDATE SET namespace = excluded.namespace, text = excluded.text, tags = excluded.tags",
+            (memory_id, namespace, text, tags),
+        ), transaction=False)
 
     def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
-        """Memories sharing most words with ``query``, newest first among equals (as the memory store ranks)."""
+        """The memories of ``namespace`` with most of ``query``'s words, best ``ts_rank`` first among equals."""
         words = query_words(query)
         if not words or limit <= 0:
             return []
+        each = ["plainto_tsquery('english', %s)"] * len(words)
         rows = self._run("memory_search", lambda conn: conn.execute(
-            "SELECT m.id, m.text, m.tags FROM memory_words AS w JOIN memories AS m ON m.id = w.memory_id "
-            "WHERE m.namespace = %s AND w.word = ANY(%s) "
-            "GROUP BY m.id ORDER BY COUNT(*) DESC, MAX(m.ord) DESC LIMIT %s",
-            (namespace, words, limit),
+            # ``q``: any of the words; ``words``: each word's own tsquery, stop words (empty ones) left out
+            f"WITH query AS (SELECT {' || '.join(each)} AS q, "
+            f"ARRAY(SELECT w FROM unnest(ARRAY[{', '.join(each)}]) AS w WHERE numnode(w) > 0) AS words) "
+            "SELECT m.id, m.text, m.tags FROM memories AS m, query "
+            "WHERE numnode(query.q) > 0 AND m.namespace = %s AND m.search @@ query.q "
+            "ORDER BY (SELECT COUNT(*) FROM unnest(query.words) AS w WHERE m.search @@ w) DESC, "
+            "ts_rank(m.search, query.q) DESC, m.ord DESC LIMIT %s",
+            (*words, *words, namespace, limit),
         ).fetchall(), transaction=False)
         return [{"id": mid, "text": text, "tags": tags} for mid, text, tags in rows]
 
     def memory_delete(self, memory_id: str) -> None:
-        def work(conn: Any) -> None:
-            conn.execute("DELETE FROM memory_words WHERE memory_id = %s", (memory_id,))
-            conn.execute("DELETE FROM memories WHERE id = %s", (memory_id,))
-
-        self._run("memory_delete", work)
+        self._run("memory_delete", lambda conn: conn.execute(
+            "DELETE FROM memories WHERE id = %s", (memory_id,)
+        ), transaction=False)
 
     # ----------------------------------------------------------------------------------------- close
 

@@ -204,16 +204,31 @@ def head_signature(key: bytes | None, session_id: str, head: str) -> str | None:
 
 # --------------------------------------------------------------------------------- long-term memory
 
-_WORD = re.compile(r"\w+")
+# A query word: letters and digits only. Everything else — quotes, ``*``, ``-``, ``^``, ``:``, brackets,
+# ``_`` — separates words, so nothing the user types reaches the full-text engine as syntax.
+_WORD = re.compile(r"[^\W_]+")
 
-
-def memory_words(text: str, tags: str) -> list[str]:
-    """The words a memory is found by: as the memory store reads them (``\\w+``, lower case, 2+ letters)."""
-    return sorted({w for w in _WORD.findall((text + " " + tags).lower()) if len(w) > 1})
+MAX_QUERY_WORDS = 32  # a longer query keeps its first 32 distinct words
 
 
 def query_words(query: str) -> list[str]:
-    return sorted({w for w in _WORD.findall(query.lower()) if len(w) > 1})
+    """The distinct words of a user's query, lower case, two letters or more, in order of appearance.
+
+    Both SQL stores search for these words only (each quoted, or passed as a parameter), never for the
+    user's text itself: ``NEAR``, ``AND``, ``OR``, ``NOT`` and ``"`` are plain words or separators.
+    """
+    words: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        if len(word) > 1:
+            words.setdefault(word)
+            if len(words) == MAX_QUERY_WORDS:
+                break
+    return list(words)
+
+
+def fts5_phrase(word: str) -> str:
+    """One word as an FTS5 string (double-quoted, inner quotes doubled): never an operator or a prefix."""
+    return '"' + word.replace('"', '""') + '"'
 
 
 _OPEN_BUFFERS: weakref.WeakSet[GroupCommit] = weakref.WeakSet()
@@ -486,6 +501,8 @@ class SQLiteStore:
             if str(mode).lower() != "wal":
                 log.warning("corral: %s could not switch to WAL (journal mode %s)", self._where, mode)
             current = _sqlite_version(conn)
+            if current < CURRENT_VERSION:
+                require_fts5(conn, self._where)
         if current > CURRENT_VERSION:
             raise StoreError(too_new_message(self._where, current))
         for migration in pending(current):
@@ -868,6 +885,10 @@ class SQLiteStore:
 
     # ----------------------------------------------------------------------------------- long-term memory
 
+    # ``memories`` is the content of the FTS5 table ``memory_fts``; triggers keep the index in step.
+    # A memory's rank: how many of the query's words it has (more first), then ``bm25()`` (best first),
+    # then the newest. Stemming is the porter tokenizer's: "refund" finds "refunds" and "refunded".
+
     def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
         with self._transaction("memory_put") as conn:
             conn.execute(
@@ -875,30 +896,28 @@ class SQLiteStore:
                 "SET namespace = excluded.namespace, text = excluded.text, tags = excluded.tags",
                 (memory_id, namespace, text, tags),
             )
-            conn.execute("DELETE FROM memory_words WHERE memory_id = ?", (memory_id,))
-            conn.executemany(
-                "INSERT INTO memory_words (word, memory_id) VALUES (?, ?)",
-                [(word, memory_id) for word in memory_words(text, tags)],
-            )
 
     def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
-        """Memories sharing most words with ``query``, newest first among equals (as the memory store ranks)."""
+        """The memories of ``namespace`` with most of ``query``'s words, best ``bm25()`` first among equals."""
         words = query_words(query)
         if not words or limit <= 0:
             return []
-        marks = ",".join("?" * len(words))
+        phrases = [fts5_phrase(word) for word in words]
+        hits = " UNION ALL ".join(["SELECT rowid AS seq FROM memory_fts WHERE memory_fts MATCH ?"] * len(words))
         with self._read("memory_search") as conn:
             rows = conn.execute(
-                "SELECT m.id, m.text, m.tags FROM memory_words AS w JOIN memories AS m ON m.id = w.memory_id "
-                f"WHERE m.namespace = ? AND w.word IN ({marks}) "
-                "GROUP BY m.id ORDER BY COUNT(*) DESC, m.rowid DESC LIMIT ?",
-                (namespace, *words, limit),
+                "WITH ranked AS (SELECT rowid AS seq, bm25(memory_fts) AS score FROM memory_fts "
+                "WHERE memory_fts MATCH ?), "
+                f"coverage AS (SELECT seq, COUNT(*) AS words FROM ({hits}) GROUP BY seq) "
+                "SELECT m.id, m.text, m.tags FROM ranked JOIN coverage USING (seq) "
+                "JOIN memories AS m ON m.seq = ranked.seq WHERE m.namespace = ? "
+                "ORDER BY coverage.words DESC, ranked.score, m.seq DESC LIMIT ?",
+                (" OR ".join(phrases), *phrases, namespace, limit),
             ).fetchall()
         return [{"id": mid, "text": text, "tags": tags} for mid, text, tags in rows]
 
     def memory_delete(self, memory_id: str) -> None:
         with self._transaction("memory_delete") as conn:
-            conn.execute("DELETE FROM memory_words WHERE memory_id = ?", (memory_id,))
             conn.execute("DELETE FROM memories WHERE id = ?", (memory_id,))
 
     # ----------------------------------------------------------------------------------------- close
@@ -978,6 +997,24 @@ class DoesNotFit(Exception):
     """Raised inside a transaction to roll it back: a reservation has no room."""
 
 
+# Creating a throwaway FTS5 table is the one sure test that this SQLite has FTS5 (compile options can lie
+# both ways: FTS5 may be loaded as an extension).
+FTS5_PROBE = "CREATE VIRTUAL TABLE temp.corral_fts5_probe USING fts5(x, tokenize='porter unicode61')"
+
+
+def require_fts5(conn: sqlite3.Connection, where: str) -> None:
+    """A ``StoreError`` saying so when this Python's SQLite has no FTS5 (long-term memory needs it)."""
+    try:
+        conn.execute(FTS5_PROBE)
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{where}: this Python's SQLite ({sqlite3.sqlite_version}) has no FTS5 full-text search "
+            f"({exc}), which long-term memory needs: use a Python whose sqlite3 module is built with "
+            "FTS5 (most are), or a PostgreSQL store"
+        ) from exc
+    conn.execute("DROP TABLE temp.corral_fts5_probe")
+
+
 def _sqlite_version(conn: sqlite3.Connection) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
@@ -994,4 +1031,4 @@ def _rollback_quietly(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-__all__ = ["GroupCommit", "SQLiteStore", "memory_words", "prepare_op", "query_words"]
+__all__ = ["GroupCommit", "SQLiteStore", "fts5_phrase", "prepare_op", "query_words", "require_fts5"]
