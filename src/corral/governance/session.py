@@ -282,36 +282,34 @@ class Session:
         deferred call awaiting approval raises ``ApprovalPending`` and the session stays in commit.
         Returns the transaction.
         """
-        tx = self._tx
-        if tx is None:
-            raise PhaseError("no commit block is open in this session")
+        tx = self._open_block()
         try:
             tx.finish(exc, pause_on_pending=pause_on_pending)
-        except ApprovalPending:
-            if tx.state != "open":
-                self._leave_commit()
-            raise
-        except BaseException:
-            self._leave_commit()
+        except BaseException as failed:
+            self._after_failed_finish(tx, failed)
             raise
         self._leave_commit()
         return tx
 
     async def aend_commit(self, exc: BaseException | None = None, *, pause_on_pending: bool = False) -> Any:
-        tx = self._tx
-        if tx is None:
-            raise PhaseError("no commit block is open in this session")
+        tx = self._open_block()
         try:
             await tx.afinish(exc, pause_on_pending=pause_on_pending)
-        except ApprovalPending:
-            if tx.state != "open":
-                self._leave_commit()
-            raise
-        except BaseException:
-            self._leave_commit()
+        except BaseException as failed:
+            self._after_failed_finish(tx, failed)
             raise
         self._leave_commit()
         return tx
+
+    def _open_block(self) -> Any:
+        if self._tx is None:
+            raise PhaseError("no commit block is open in this session")
+        return self._tx
+
+    def _after_failed_finish(self, tx: Any, failed: BaseException) -> None:
+        """A pause for approval keeps the session in commit; any other way out leaves it."""
+        if not (isinstance(failed, ApprovalPending) and tx.state == "open"):
+            self._leave_commit()
 
     # -------------------------------------------------------------------------------------- plans
 
