@@ -29,6 +29,10 @@ EXPECTED_ROWS = {
     "Cedar authorizer only, 1,000 policies",
     "agent run: new session, one model call, answer",
     "harness turn with one governed tool call",
+    "MCP tools/call, straight to mcp-server-time",
+    "MCP tools/call through corral mcp-proxy (SQLite store)",
+    "python -c pass (process start floor)",
+    "Claude Code hook: process start to decision (PreToolUse Read)",
 }
 """The rows this suite knows; other modules (stores, proxies) add rows of their own."""
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,12 +145,27 @@ def normalise(answer: Any, default_name: str) -> Approval:
     raise TypeError(f"an approver must return True/False, (bool, reason) or Approval, got {answer!r}")
 
 
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="corral-approver")
+# asyncio and concurrent.futures are imported when an approver is first asked, not with the kernel:
+# a short-lived process (the Claude Code hook, one per tool call) that never asks one never pays for them.
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def _approver_pool() -> Any:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            import concurrent.futures
+
+            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="corral-approver")
+        return _pool
 
 
 def _run_any(approver: Callable[..., Any], request: ApprovalRequest) -> Any:
     result = approver(request)
     if inspect.isawaitable(result):
+        import asyncio
+
         return asyncio.run(_await(result))
     return result
 
@@ -162,7 +176,9 @@ async def _await(awaitable: Any) -> Any:
 
 def ask_sync(approver: Callable[..., Any], request: ApprovalRequest, timeout: float) -> Approval:
     """Ask from synchronous code; raises ``TimeoutError`` past ``timeout`` seconds."""
-    future = _pool.submit(_run_any, approver, request)
+    import concurrent.futures
+
+    future = _approver_pool().submit(_run_any, approver, request)
     try:
         answer = future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
@@ -173,6 +189,7 @@ def ask_sync(approver: Callable[..., Any], request: ApprovalRequest, timeout: fl
 
 async def ask_async(approver: Callable[..., Any], request: ApprovalRequest, timeout: float) -> Approval:
     """Ask from async code: async approvers are awaited, sync ones run in a worker thread."""
+    import asyncio
 
     async def run() -> Any:
         if inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(

@@ -18,7 +18,6 @@ Anything that goes wrong inside governance blocks the call and leaves a trace: n
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
 import time
@@ -942,6 +941,8 @@ def run_sync_positional(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _run_coroutine(awaitable: Any) -> Any:
+    import asyncio  # only for async tools: a process that runs none (the Claude Code hook) never imports it
+
     async def wrap() -> Any:
         return await awaitable
 

@@ -12,7 +12,6 @@ at all, and a step costs two commits.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -47,6 +46,12 @@ COMPENSATED = "COMPENSATED"
 COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 REFUSALS = (Blocked, ApprovalPending, ApprovalDenied)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # only async transactions need it: the Claude Code hook imports this module per call
+
+    await asyncio.sleep(seconds)
 
 
 def json_safe(value: Any) -> Any:
@@ -346,7 +351,7 @@ class Transaction:
     async def _aretry(self, step: Step, pc: PendingCall, exc: Exception) -> Any:
         last: Exception = exc
         for attempt in range(2, self.governor.step_tries + 1):
-            await asyncio.sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
+            await _sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
             self._log(step, FAILED, error=f"{type(last).__name__}: {last}", attempt=attempt - 1)
             try:
                 return await run_async(pc.spec.fn, step.call.args)
@@ -524,7 +529,7 @@ class Transaction:
             except Exception as exc:
                 last = exc
                 if attempt < self.governor.compensation_tries:
-                    await asyncio.sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
+                    await _sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
                 continue
             self._compensated(step, attempt, started)
             return

@@ -216,7 +216,7 @@ class GovernedProxy:
         args = dict(arguments or {})
         try:
             if not self.allowed(name):
-                return _error_result({"blocked": True, "reason": f"tool {name!r} is not in allowed_tools",
+                return _error_result({"blocked": True, "reason": f"unknown tool {name!r}: not in allowed_tools",
                                       "hint": "use one of the tools tools/list shows"})
             if name in PHASE_TOOLS:
                 with self._lock:  # a phase change and the session sync must not interleave
