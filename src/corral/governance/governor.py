@@ -630,17 +630,22 @@ class Governor:
             request=request,
         )
 
-    def _authorize(self, pc: PendingCall) -> None:
+    def _start_approval(self, pc: PendingCall) -> ap.ApprovalRequest | None:
+        """Everything before asking: None when no one needs to be asked (no rule requires it, or a stored
+        grant or an approved plan covers the call); raises when it is pending, denied or faulty."""
         if pc.decision.decision != APPROVAL_REQUIRED:
-            return
+            return None
         self._reserve(pc)
         try:
-            request = self._approval_step(pc)
+            return self._approval_step(pc)
         except GovernanceError:
             raise
         except Exception as exc:
             self._release(pc)
             raise self._refuse(pc.session, pc.record, f"governance fault in approvals: {exc!r}") from None
+
+    def _authorize(self, pc: PendingCall) -> None:
+        request = self._start_approval(pc)
         if request is None:
             return
         try:
@@ -650,16 +655,7 @@ class Governor:
         self._apply_answer(pc, request, answer)
 
     async def _aauthorize(self, pc: PendingCall) -> None:
-        if pc.decision.decision != APPROVAL_REQUIRED:
-            return
-        self._reserve(pc)
-        try:
-            request = self._approval_step(pc)
-        except GovernanceError:
-            raise
-        except Exception as exc:
-            self._release(pc)
-            raise self._refuse(pc.session, pc.record, f"governance fault in approvals: {exc!r}") from None
+        request = self._start_approval(pc)
         if request is None:
             return
         try:
