@@ -11,6 +11,7 @@ included — is a governed call, and a tool result cannot change a phase.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -174,10 +175,9 @@ def _rollback_open_commit(session: Any, why: str) -> None:
         return
     from corral.harness.runtime import AbortCommit
 
-    try:
+    # rolled back (or needs attention): the traces and the transaction log say which
+    with contextlib.suppress(TransactionFailed):
         session.end_commit(AbortCommit(why))
-    except TransactionFailed:
-        pass  # rolled back (or needs attention): the traces and the transaction log say which
 
 
 # ------------------------------------------------------------------------------------------ the loop
@@ -350,10 +350,9 @@ def _effect_of(harness: Harness, name: str, args: dict[str, Any]) -> str:
 
 
 def _persist_deferred(tx: Any) -> None:
-    try:
+    # the deferred list lives in memory too: the finish_commit in this run still runs it
+    with contextlib.suppress(Exception):
         tx._persist_deferred()
-    except Exception:
-        pass  # the deferred list lives in memory too; the finish_commit in this run still runs it
 
 
 def _error(call: ToolCall, message: str, emit: Events) -> dict[str, Any]:

@@ -640,7 +640,7 @@ def load_facts(agent: str | Path, state: Path | None = None) -> AgentFacts:
                            encoding="utf-8")
             os.replace(tmp, cache)
         except OSError:
-            pass  # a cache that cannot be written only costs time
+            return facts  # a cache that cannot be written only costs time
     return facts
 
 
