@@ -21,9 +21,10 @@ HERE = Path(__file__).resolve().parent
 STORE = "sqlite:///.corral/corral.db"
 
 
-def corral(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def corral(*args: str, capture: bool = False, quiet: bool = False) -> subprocess.CompletedProcess[str]:
     shown = " ".join(a if " " not in a else repr(a) for a in args)
-    print(f"\n$ corral {shown}", flush=True)
+    if not quiet:
+        print(f"\n$ corral {shown}", flush=True)
     env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "110")}
     return subprocess.run([sys.executable, "-m", "corral.cli", *args], cwd=HERE, env=env, text=True,
                           capture_output=capture)
