@@ -48,7 +48,7 @@ def main() -> int:
     print("\nthe shop afterwards:", json.dumps(shop, indent=2))
     refund = next(
         t for t in json.loads(corral("sessions", "show", request["session"], "--store", STORE, "--json",
-                                     capture=True).stdout)["traces"]
+                                     capture=True, quiet=True).stdout)["traces"]
         if t["tool"] == "issue_refund" and t["decision"] == "approved"
     )
     corral("why", refund["id"], "--store", STORE)
