@@ -59,6 +59,7 @@ _CHECK_EPILOG = """\b
 Examples:
   corral rules check refunds.rules
   corral rules check refunds.rules mail.rules --tools issue_refund,send_email,lookup_order
+  corral rules check refunds.rules --config agent.yaml      the agent file's tools are the known ones
   corral rules check refunds.rules --json | jq '.[] | select(.severity == "error")'
 
 \b
@@ -84,8 +85,14 @@ Exit status:
     help="Tool names the agent registers; rules aimed at any other tool are reported. "
     "Comma-separated, may be repeated.",
 )
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="An agent file: its tools (Python, built-ins, MCP effects, the phase tools) are the known tools.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnostics as a JSON list.")
-def check(files: tuple[str, ...], tools: tuple[str, ...], as_json: bool) -> None:
+def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as_json: bool) -> None:
     """Check rules FILES the way the governor will load them, and more.
 
     Reports syntax errors (with line and column), rules aimed at unknown tools (with --tools), rules
@@ -100,6 +107,13 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], as_json: bool) -> None
     known = None
     if tools:
         known = [name.strip() for option in tools for name in option.split(",") if name.strip()]
+    if config:
+        from corral.harness.config import AgentConfigError, known_tool_names, load_agent
+
+        try:
+            known = [*(known or []), *known_tool_names(load_agent(config, check=False))]
+        except AgentConfigError as exc:
+            raise click.UsageError(str(exc)) from None
 
     sources: list[tuple[str, str]] = []
     diagnostics: list[Diagnostic] = []

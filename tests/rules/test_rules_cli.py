@@ -111,3 +111,21 @@ def test_the_cli_imports_without_lark_or_rich() -> None:
     code = "import sys, corral.cli; print('lark' in sys.modules, 'rich' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.split() == ["False", "False"]
+
+
+def test_check_with_an_agent_config_knows_its_tools(tmp_path):
+    from click.testing import CliRunner
+
+    from corral.cli import main
+
+    (tmp_path / "tools.py").write_text("def lookup(order_id):\n    return order_id\n")
+    (tmp_path / "agent.yaml").write_text(
+        "name: a\ntools:\n  - {python: 'tools:lookup', effect: read}\n  - {builtin: files}\n")
+    rules = tmp_path / "p.rules"
+    rules.write_text("BLOCK lookup WHEN arg.order_id IS x\nBLOCK write_file WHEN phase IS explore\n"
+                     "BLOCK lookpu WHEN phase IS commit\nBLOCK begin_commit WHEN budget ABOVE 90%\n")
+    out = CliRunner().invoke(main, ["rules", "check", str(rules), "--config", str(tmp_path / "agent.yaml"), "--json"])
+    assert out.exit_code == 1
+    problems = json.loads(out.stdout)
+    unknown = [p for p in problems if p["severity"] == "error"]
+    assert len(unknown) == 1 and unknown[0]["line"] == 3 and "lookpu" in unknown[0]["message"]

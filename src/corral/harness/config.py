@@ -373,3 +373,28 @@ def load_agent(path: str | Path, *, check: bool = True) -> AgentConfig:
         if problems:
             raise AgentConfigError(source, problems)
     return config
+
+
+_BUILTIN_TOOLS = {
+    "files": ("read_file", "list_files", "write_file", "edit_file"),
+    "shell": ("shell",),
+    "python": ("python",),
+}
+PHASE_TOOLS = ("begin_decide", "propose_plan", "begin_commit", "finish_commit", "abort_commit", "back_to_explore")
+
+
+def known_tool_names(config: AgentConfig) -> list[str]:
+    """The tool names an agent file declares without starting anything: Python tools, built-ins, the MCP
+    tools its ``effects``/``cost``/``compensate`` maps name, the phase tools and memory tools."""
+    names: list[str] = list(PHASE_TOOLS)
+    for tool in config.tools:
+        if isinstance(tool, PythonTool):
+            names.append(tool.name or tool.python.rsplit(":", 1)[1].rsplit(".", 1)[-1])
+        elif isinstance(tool, BuiltinTool):
+            names.extend(_BUILTIN_TOOLS[tool.builtin])
+        elif isinstance(tool, McpTool):
+            prefix = tool.prefix or ""
+            names.extend(prefix + name for name in {*tool.effects, *tool.cost, *tool.compensate})
+    if config.memory.long_term:
+        names.extend(("remember", "recall"))
+    return names

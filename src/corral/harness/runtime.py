@@ -21,7 +21,6 @@ from corral.governance.governor import Governor
 from corral.harness.config import AgentConfig, BuiltinTool, McpTool, PythonTool, resolve_import
 from corral.harness.tools.schema import schema_from_signature
 
-PHASE_TOOLS = ("begin_decide", "propose_plan", "begin_commit", "finish_commit", "abort_commit", "back_to_explore")
 HARNESS_KEY = "harness"
 
 
