@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -26,33 +25,7 @@ from corral.harness.tools.mcp import (
 
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time"]
 
-# A real stdio MCP server that misbehaves on request: it dies, hangs or answers with garbage mid-call.
-BROKEN_SERVER = textwrap.dedent('''
-    import json, os, sys, time
-    for line in sys.stdin:
-        msg = json.loads(line)
-        method, mid = msg.get("method"), msg.get("id")
-        def reply(result):
-            sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + "\\n")
-            sys.stdout.flush()
-        if method == "initialize":
-            reply({"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                   "serverInfo": {"name": "broken", "version": "1"}})
-        elif method == "tools/list":
-            reply({"tools": [{"name": "work", "inputSchema": {"type": "object",
-                                                              "properties": {"how": {"type": "string"}}}}]})
-        elif method == "tools/call":
-            how = msg["params"]["arguments"].get("how")
-            if how == "die":
-                os._exit(3)
-            if how == "hang":
-                time.sleep(60)
-            if how == "garbage":
-                sys.stdout.write("this is not JSON-RPC\\n")
-                sys.stdout.flush()
-                continue
-            reply({"content": [{"type": "text", "text": "worked " + str(how)}]})
-''')
+BROKEN_SERVER = (Path(__file__).resolve().parents[1] / "fixtures" / "broken_mcp_server.py").read_text()
 
 
 def _agent(tmp_path: Path, tool: dict, rules: str = "") -> Path:

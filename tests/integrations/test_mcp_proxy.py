@@ -13,7 +13,6 @@ import select
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -41,32 +40,7 @@ REQUIRE APPROVAL FOR convert_time WHEN arg.target_timezone IS "Asia/Tokyo" BECAU
 BLOCK git_add WHEN arg.files CONTAINS "secret.txt" BECAUSE "never stage secrets"
 """
 
-BROKEN_SERVER = textwrap.dedent('''
-    import json, os, sys, time
-    for line in sys.stdin:
-        msg = json.loads(line)
-        method, mid = msg.get("method"), msg.get("id")
-        def reply(result):
-            sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + "\\n")
-            sys.stdout.flush()
-        if method == "initialize":
-            reply({"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                   "serverInfo": {"name": "broken", "version": "1"}})
-        elif method == "tools/list":
-            reply({"tools": [{"name": "work", "inputSchema": {"type": "object",
-                                                              "properties": {"how": {"type": "string"}}}}]})
-        elif method == "tools/call":
-            how = msg["params"]["arguments"].get("how")
-            if how == "die":
-                os._exit(3)
-            if how == "hang":
-                time.sleep(60)
-            if how == "garbage":
-                sys.stdout.write("<html>this is not JSON-RPC</html>\\n")
-                sys.stdout.flush()
-                continue
-            reply({"content": [{"type": "text", "text": "worked " + str(how)}]})
-''')
+BROKEN_SERVER = (Path(__file__).resolve().parents[1] / "fixtures" / "broken_mcp_server.py").read_text()
 
 
 def _agent(tmp_path: Path, tools: list[dict[str, Any]] | None = None) -> Path:
