@@ -3,7 +3,7 @@ import json
 import pytest
 
 from corral import Blocked, Governor
-from corral.governance.canonical import canonical_sha256
+from corral.canonical import canonical_sha256
 from corral.store.audit import verify_chain
 
 RULES = """

@@ -16,7 +16,7 @@ import pytest
 
 from corral import Blocked, Governor
 from corral.errors import StoreError
-from corral.governance.ids import new_id
+from corral.ids import new_id
 from corral.store import Append, LogStep, PutTransaction, Reserve, Settle, UpdateTransaction
 from corral.store.audit import verify_chain
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from corral import ApprovalPending, Call, Governor, TransactionFailed
-from corral.governance.ids import new_id
+from corral.ids import new_id
 from corral.store import Store
 from corral.store.audit import verify_chain, verify_session
 

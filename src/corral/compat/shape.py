@@ -38,6 +38,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from corral.canonical import canonical_sha256
 from corral.errors import (
     ApprovalDenied,
     ApprovalPending,
@@ -48,7 +49,6 @@ from corral.errors import (
 )
 from corral.errors import PhaseError as _KernelPhaseError
 from corral.governance.approvals import Approval, ApprovalRequest
-from corral.governance.canonical import canonical_sha256
 from corral.governance.effects import to_money
 from corral.governance.governor import Governor
 from corral.governance.traces import Trace, iso

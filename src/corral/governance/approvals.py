@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from corral.governance.canonical import canonical_json, sha256_hex
+from corral.canonical import canonical_json, sha256_hex
 
 PENDING = "pending"
 APPROVED = "approved"

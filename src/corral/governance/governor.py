@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from corral.canonical import canonical_sha256
 from corral.errors import (
     ApprovalDenied,
     ApprovalPending,
@@ -38,7 +39,6 @@ from corral.errors import (
 from corral.governance import approvals as ap
 from corral.governance.budget import BudgetState, ScopeUsage, money, parse_budget, parse_gates
 from corral.governance.calls import Call, PendingCall
-from corral.governance.canonical import canonical_sha256
 from corral.governance.decision import (
     APPROVAL_REQUIRED,
     BLOCKED,
@@ -48,9 +48,9 @@ from corral.governance.decision import (
     decide,
 )
 from corral.governance.effects import READ, ToolSpec
-from corral.governance.ids import new_id
 from corral.governance.rules import Policy
 from corral.governance.traces import Trace, iso, redact
+from corral.ids import new_id
 from corral.store import Append, Op, Reserve, Settle, Store, open_store
 
 

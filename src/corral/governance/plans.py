@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.canonical import canonical_sha256
 from corral.errors import ConfigError
-from corral.governance.canonical import canonical_sha256
-from corral.governance.ids import new_id
+from corral.ids import new_id
 
 WILDCARD = "*"
 

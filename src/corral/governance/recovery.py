@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from corral.governance.calls import Call
-from corral.governance.ids import new_id
 from corral.governance.traces import iso
+from corral.ids import new_id
 
 _BOOT_ID: str | None = None
 

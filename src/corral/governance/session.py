@@ -9,10 +9,10 @@ from typing import Any
 
 from corral.errors import ApprovalPending, Blocked, ConfigError, PhaseError, TransactionFailed
 from corral.governance.budget import FORCE_DECIDE, STOP, BudgetView
-from corral.governance.ids import new_id
 from corral.governance.phases import COMMIT, DECIDE, EXPLORE, check_transition
 from corral.governance.plans import Plan
 from corral.governance.traces import Trace, iso, merge_records
+from corral.ids import new_id
 
 
 class Session:

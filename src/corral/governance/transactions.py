@@ -27,8 +27,8 @@ from corral.errors import (
 from corral.governance.calls import Call, PendingCall
 from corral.governance.effects import IRREVERSIBLE, READ
 from corral.governance.governor import run_async, run_async_positional, run_sync, run_sync_positional
-from corral.governance.ids import new_id
 from corral.governance.traces import iso
+from corral.ids import new_id
 from corral.store import LogStep, Op, PutTransaction, UpdateTransaction
 
 OPEN = "open"

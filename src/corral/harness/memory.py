@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.governance.ids import new_id
+from corral.ids import new_id
 
 
 class LongTermMemory:

@@ -1003,7 +1003,7 @@ class Hook:
     def _protect(gov: Any, session: Any, tool: str, tool_input: Mapping[str, Any], declaration: ToolDeclaration,
                  target: Path) -> GovernanceError:
         """A traced refusal: the governed agent may not rewrite its own policy or corral's records."""
-        from corral.governance.canonical import canonical_sha256
+        from corral.canonical import canonical_sha256
         from corral.governance.traces import redact
 
         record = gov._base_record(session, tool, gov.now(), session.open_transaction)
@@ -1083,8 +1083,8 @@ class Hook:
         from datetime import UTC, datetime, timedelta
         from decimal import Decimal
 
-        from corral.governance.ids import new_id
         from corral.governance.traces import iso
+        from corral.ids import new_id
         from corral.store import Append, LogStep, Settle
 
         sid, tool, tool_use = event["session_id"], event["tool_name"], event["tool_use_id"]

@@ -64,7 +64,7 @@ def _classes() -> tuple[type, type]:
         handle_tool_error: Any = handle
 
         def _call(self, kwargs: dict[str, Any], config: Any) -> dict[str, Any]:
-            from corral.governance.ids import new_id
+            from corral.ids import new_id
 
             return {"name": self.inner.name, "args": kwargs, "id": f"corral-{new_id()}", "type": "tool_call"}
 

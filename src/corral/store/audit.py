@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from corral.governance.canonical import canonical_json, sha256_hex
+from corral.canonical import canonical_json, sha256_hex
 
 GENESIS = ""
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from corral.errors import StoreError
-from corral.governance.ids import new_id
+from corral.ids import new_id
 from corral.store.audit import GENESIS, audit_key, seal, sign_head
 from corral.store.protocol import (
     Append,

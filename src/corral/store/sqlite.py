@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from corral.canonical import canonical_json, sha256_hex
 from corral.errors import ConfigError, StoreError
-from corral.governance.canonical import canonical_json, sha256_hex
-from corral.governance.ids import new_id
+from corral.ids import new_id
 from corral.store.audit import GENESIS, audit_key, sign_head
 from corral.store.migrations import CURRENT_VERSION, SCHEMA_VERSION_SQLITE, pending, too_new_message
 from corral.store.protocol import (

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from corral.canonical import canonical_json, sha256_hex
 from corral.errors import RuleSyntaxError
-from corral.governance.canonical import canonical_json, sha256_hex
 from corral.governance.rules.nodes import (
     ALLOW,
     ANY,

@@ -1,4 +1,4 @@
-from corral.governance.ids import new_id
+from corral.ids import new_id
 
 
 def test_ids_are_unique_sortable_and_26_characters():
