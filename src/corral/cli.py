@@ -66,10 +66,11 @@ Examples:
 Output, one line per finding:
   refunds.rules:4:1: error: this rule can never match: ...
   refunds.rules:7:30: warning: arg.note is used without "arg.note EXISTS": ...
+  trial.rules:1:1: note: MODE SHADOW: 2 shadow rules (lines 2, 3) evaluated and traced, never enforced
 
 \b
 Exit status:
-  0  no errors (warnings alone still pass)
+  0  no errors (warnings and notes alone still pass)
   1  at least one error
   2  usage error (a file that does not exist, a bad option)
 """
@@ -99,10 +100,12 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as
     that can never match, ALLOW rules that a BLOCK always overrides, and optional arguments used
     without EXISTS (a missing argument makes a condition indeterminate: BLOCK and REQUIRE APPROVAL
     then fail closed, ALLOW and FLAG do not match). The files are checked together, as one policy.
+    Shadow rules (SHADOW before a rule, MODE SHADOW atop a file) are listed in a note: they are
+    evaluated and traced, never enforced; a shadow BLOCK does not override an enforced ALLOW.
     """
     import json
 
-    from corral.governance.rules.lint import ERROR, Diagnostic, lint_sources
+    from corral.governance.rules.lint import ERROR, WARNING, Diagnostic, lint_sources
 
     known = None
     if tools:
@@ -129,12 +132,12 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as
         click.echo(json.dumps([d.to_dict() for d in diagnostics], indent=2))
     else:
         for diagnostic in diagnostics:
-            colour = "red" if diagnostic.severity == ERROR else "yellow"
+            colour = {ERROR: "red", WARNING: "yellow"}.get(diagnostic.severity, "cyan")
             location = f"{diagnostic.source}:{diagnostic.line}:{diagnostic.column}:"
             severity = click.style(f"{diagnostic.severity}:", fg=colour, bold=True)
             click.echo(f"{location} {severity} {diagnostic.message}")
         errors = sum(d.severity == ERROR for d in diagnostics)
-        warnings = len(diagnostics) - errors
+        warnings = sum(d.severity == WARNING for d in diagnostics)
         summary = f"{len(files)} file{'s' if len(files) != 1 else ''} checked: "
         summary += f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
         click.echo(summary, err=True)

@@ -62,7 +62,7 @@ def test_several_files_are_checked_as_one_policy(tmp_path: Path) -> None:
 
 
 def test_json_output(tmp_path: Path) -> None:
-    path = write(tmp_path, "j.rules", "BLOCK x WHEN phase IS banana\n")
+    path = write(tmp_path, "j.rules", "BLOCK x WHEN time ABOVE 23:59\n")
     result = CliRunner().invoke(main, ["rules", "check", "--json", path])
     assert result.exit_code == 1
     diagnostics = json.loads(result.stdout)
@@ -129,3 +129,15 @@ def test_check_with_an_agent_config_knows_its_tools(tmp_path):
     problems = json.loads(out.stdout)
     unknown = [p for p in problems if p["severity"] == "error"]
     assert len(unknown) == 1 and unknown[0]["line"] == 3 and "lookpu" in unknown[0]["message"]
+
+
+def test_shadow_rules_are_noted_and_do_not_fail_the_check(tmp_path: Path) -> None:
+    path = write(tmp_path, "trial.rules", "MODE SHADOW\nBLOCK send_* WHEN arg.to EXISTS AND arg.to MATCHES \"*@x\"\n")
+    result = CliRunner().invoke(main, ["rules", "check", path])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == (
+        f"{path}:1:1: note: MODE SHADOW: 1 shadow rule (lines 2) evaluated and traced, never enforced"
+    )
+    assert "0 errors, 0 warnings" in result.stderr
+    result = CliRunner().invoke(main, ["rules", "check", "--json", path])
+    assert [d["severity"] for d in json.loads(result.stdout)] == ["note"]

@@ -32,6 +32,8 @@ class Facts:
     agent: str | None = "refund-desk"
     now: datetime = NOON
     call_log: Sequence[tuple[str, datetime]] = ()
+    labels: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
 
 
 def outcome(rule: str, **facts: Any) -> RuleOutcome:
@@ -59,6 +61,31 @@ def test_phase_and_effect() -> None:
     assert matched("effect IS irreversible", effect="irreversible") is True
     assert matched("effect IS IRREVERSIBLE", effect="irreversible") is True
     assert matched("phase MATCHES c*") is True
+
+
+def test_labels_and_tags_are_sets() -> None:
+    read_pii = {"labels": frozenset({"pii", "untrusted"}), "tags": frozenset({"egress"})}
+    assert matched("labels CONTAINS pii", **read_pii) is True
+    assert matched("labels CONTAINS secret", **read_pii) is False
+    assert matched("labels IN (secret, untrusted)", **read_pii) is True
+    assert matched("labels NOT IN (secret, untrusted)", **read_pii) is False
+    assert matched("labels IS pii", **read_pii) is True
+    assert matched('labels MATCHES "un*"', **read_pii) is True
+    assert matched("labels EXISTS", **read_pii) is True
+    assert matched("labels EXISTS") is False
+    assert matched("tags CONTAINS egress AND labels CONTAINS untrusted AND labels CONTAINS pii", **read_pii) is True
+    assert matched("tags CONTAINS egress") is False
+    result = outcome("BLOCK * WHEN tags CONTAINS egress AND labels CONTAINS pii", **read_pii)
+    assert result.detail == "tags = (egress), CONTAINS egress → true AND labels = (pii, untrusted), CONTAINS pii → true"
+    assert "labels = (none)" in outcome("FLAG * WHEN labels CONTAINS pii").detail
+
+
+def test_label_rules_are_indeterminate_where_the_facts_carry_no_labels() -> None:
+    class Bare:
+        tool = "issue_refund"
+
+    result = Policy.from_text("BLOCK * WHEN labels CONTAINS pii").evaluate(Bare())[0]  # type: ignore[arg-type]
+    assert result.indeterminate and result.matched  # a BLOCK fails closed
 
 
 def test_legacy_tool_is_effect() -> None:
@@ -260,7 +287,6 @@ def test_days() -> None:
     assert matched("day IS saturday", now=saturday) is True
     assert matched("day IS NOT sat", now=saturday) is False
     assert matched("day IS tue") is True
-    assert matched("day IN (funday)") is False
 
 
 # -- calls() ------------------------------------------------------------------------------------------

@@ -53,23 +53,19 @@ def test_unknown_tools_only_when_tools_are_known() -> None:
 
 def test_rules_that_can_never_match() -> None:
     cases = {
-        "BLOCK x WHEN phase IS banana": "never",
-        "BLOCK x WHEN effect IS writey": "writey",
-        "BLOCK x WHEN phase IN (banana, cherry)": "banana",
         "BLOCK x WHEN arg.x IS a AND arg.x IS b": "arg.x",
         "BLOCK x WHEN phase IS explore AND phase IS commit": "phase",
         "BLOCK x WHEN budget ABOVE 100% AND budget BELOW 50%": "budget",
         "BLOCK x WHEN arg.n AT LEAST 5 AND arg.n BELOW 5": "arg.n",
         "BLOCK x WHEN arg.n ABOVE 5 AND arg.n IS 3": "arg.n",
-        "ALLOW x WHEN day IN (funday)": "funday",
         "BLOCK x WHEN time ABOVE 23:59": "00:00 to 23:59",
         "BLOCK x WHEN budget BELOW 0%": "budget",
         "BLOCK x WHEN calls(x) BELOW 0": "calls(x)",
         "BLOCK x WHEN phase IS explore UNLESS phase IS explore": "phase",
         "BLOCK x WHEN arg.x EXISTS AND arg.x NOT EXISTS": "exist",
         "BLOCK x WHEN phase NOT EXISTS": "phase",
-        "BLOCK x WHEN phase IS banana OR effect IS writey": "banana",
         "BLOCK x UNLESS phase EXISTS": "phase",
+        "BLOCK x WHEN time ABOVE 23:59 OR budget BELOW 0%": "time",
     }
     for text, words in cases.items():
         found = messages(text)
@@ -86,15 +82,29 @@ def test_rules_that_can_match_are_not_reported_as_never() -> None:
         "BLOCK x WHEN arg.n ABOVE 5 AND arg.n BELOW 7",
         "BLOCK x WHEN arg.n IS 6 AND arg.n ABOVE 5",
         "BLOCK x WHEN phase IS explore OR phase IS commit",
-        "BLOCK x WHEN day IN (sat, funday)",
         "BLOCK x WHEN phase IS NOT explore AND phase IS NOT commit",
         "BLOCK x WHEN budget AT LEAST 50 AND budget AT MOST 50",
     ):
         assert not any(m.startswith("this rule can never match") for _, _, _, m in messages(text)), text
 
 
+def test_values_a_field_never_holds_are_errors_at_the_value() -> None:
+    cases = {
+        "BLOCK x WHEN phase IS banana": (23, 'unknown phase "banana"'),
+        "BLOCK x WHEN effect IS writey": (24, 'unknown effect "writey"'),
+        "BLOCK x WHEN phase IN (explore, comit)": (33, 'did you mean "commit"'),
+        "ALLOW x WHEN day IN (sat, funday)": (27, '"funday" is not a day'),
+        "FLAG y WHEN phase IS NOT banana": (26, 'unknown phase "banana"'),
+        "BLOCK x WHEN budget ABOVE 150%": (27, '"150%" is never reached'),
+    }
+    for text, (column, words) in cases.items():
+        found = messages(text)
+        assert [(s, line, c) for s, line, c, _ in found] == [("error", 1, column)], text
+        assert words in found[0][3], text
+
+
 def test_dead_parts_of_a_rule_that_can_match_are_warnings() -> None:
-    found = messages("BLOCK x WHEN effect IS writey OR phase IS explore\nFLAG y WHEN phase IS NOT banana")
+    found = messages("BLOCK x WHEN time ABOVE 23:59 OR phase IS explore\nFLAG y WHEN phase EXISTS AND phase IS explore")
     assert [(s, line, column) for s, line, column, _ in found] == [("warning", 1, 14), ("warning", 2, 13)]
     assert "always false" in found[0][3]
     assert "always true" in found[1][3]

@@ -403,3 +403,41 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
     assert "nested" in error_of(deep).message
     fine = "BLOCK x WHEN " + "(" * 20 + "phase IS explore" + ")" * 20
     assert len(parse_rules(fine).rules) == 1
+
+
+# -- values a field can never hold are refused when the policy is built, located as an unknown field is --
+
+
+@pytest.mark.parametrize(
+    ("rule", "column", "words"),
+    [
+        ("BLOCK send_email WHEN phase IS comit", 32, 'unknown phase "comit" (did you mean "commit"?)'),
+        ("BLOCK send_email WHEN phase IN (explore, comit)", 42, 'unknown phase "comit"'),
+        ("BLOCK * WHEN effect IS destructive", 24, 'unknown effect "destructive"'),
+        ("BLOCK * WHEN effect IS NOT destructive", 28, "effect is one of read, reversible, irreversible"),
+        ("BLOCK * WHEN day IN (funday)", 22, '"funday" is not a day'),
+        ("BLOCK * WHEN day IS NOT caturday", 25, "days are mon, tue, wed, thu, fri, sat, sun"),
+        ("BLOCK * WHEN budget ABOVE 150%", 27, '"150%" is never reached'),
+        ("BLOCK * WHEN budget IN (50%, 101)", 30, "from 0% to 100%"),
+        ("BLOCK * WHEN budget BELOW -5%", 27, "from 0% to 100%"),
+        ("BLOCK * WHEN calls(send_*) AT LEAST -1", 37, "never below 0"),
+    ],
+)
+def test_values_a_field_never_holds_are_refused_by_the_governor(rule: str, column: int, words: str) -> None:
+    from corral import Governor
+
+    text = f"# policy\n{rule}  # note\n"
+    with pytest.raises(RuleSyntaxError) as caught:
+        Governor(rules=[text])
+    error = caught.value
+    assert (error.source, error.line, error.column) == ("<rules>", 2, column)
+    assert words in error.message
+    with pytest.raises(RuleSyntaxError) as again:
+        Policy.from_sources([(text, "p.rules")])
+    assert (again.value.source, again.value.line, again.value.column) == ("p.rules", 2, column)
+
+
+def test_values_a_field_holds_are_accepted_in_any_case() -> None:
+    file = parse_rules("BLOCK * WHEN phase IS COMMIT AND effect IN (Read, IRREVERSIBLE) AND day IS Saturday\n"
+                       "BLOCK * WHEN budget AT LEAST 100% OR budget ABOVE 0 OR calls(x) IS 0\n")
+    assert len(file.rules) == 2

@@ -3,6 +3,8 @@
     policy = Policy.from_sources([(text, "refunds.rules")])     # RuleSyntaxError if anything is wrong
     outcomes = policy.evaluate(facts)                           # every rule aimed at facts.tool
     verdict = decide(outcomes, policy.default, facts.tool)      # deny overrides; order never matters
+    verdict = policy.decide(facts)                              # the same, with .shadow: what shadow
+                                                                # rules (SHADOW, MODE SHADOW) would make it
 
 The stages live in their own modules — ``grammar`` (lark), ``parser`` (meaning and errors),
 ``compiler`` (closures, target index, decisions) and ``lint`` (``corral rules check``) — so each can be
@@ -14,8 +16,10 @@ from corral.governance.rules.compiler import (
     Policy,
     RuleFacts,
     RuleOutcome,
+    Shadow,
     Verdict,
     decide,
+    shadow_verdict,
 )
 from corral.governance.rules.lint import Diagnostic, lint_rules
 from corral.governance.rules.nodes import Directive, Rule, RuleFile
@@ -30,8 +34,10 @@ __all__ = [
     "RuleFacts",
     "RuleFile",
     "RuleOutcome",
+    "Shadow",
     "Verdict",
     "decide",
     "lint_rules",
     "parse_rules",
+    "shadow_verdict",
 ]

@@ -52,7 +52,7 @@ from corral.governance.rules.nodes import (
 )
 from corral.governance.rules.parser import DAY_NAMES, DAYS, OP_WORDS, collection_paused, is_glob, parse_rules
 
-__all__ = ["CompiledRule", "Policy", "RuleFacts", "RuleOutcome", "Verdict", "decide"]
+__all__ = ["CompiledRule", "Policy", "RuleFacts", "RuleOutcome", "Shadow", "Verdict", "decide", "shadow_verdict"]
 
 UTC_ZONE = ZoneInfo("UTC")
 _CACHE_LIMIT = 4096  # distinct tool names remembered by rules_for; a model inventing names cannot grow it forever
@@ -74,11 +74,14 @@ class RuleFacts(Protocol):
     agent: str | None
     now: datetime  # timezone-aware; converted to the policy TIMEZONE
     call_log: Sequence[tuple[str, datetime]]  # executed calls in this session, oldest first
+    labels: frozenset[str]  # what the session has read (DESIGN §15); rules that read them need them
+    tags: frozenset[str]  # what the tool is
 
 
 @dataclass(slots=True)
 class RuleOutcome:
-    """One rule's verdict on one call: what the trace records for it."""
+    """One rule's verdict on one call: what the trace records for it. A ``shadow`` rule's outcome is
+    traced like any other but never counts towards the enforced decision."""
 
     action: str  # "block" | "allow" | "flag" | "approval"
     matched: bool
@@ -87,9 +90,10 @@ class RuleOutcome:
     source: str  # "file:line"
     because: str | None
     detail: str  # the values compared, e.g. "arg.amount = 120 > 100"
+    shadow: bool = False
 
     def to_check(self) -> dict[str, Any]:
-        return {
+        check = {
             "check": "rule",
             "rule": self.text,
             "source": self.source,
@@ -98,19 +102,41 @@ class RuleOutcome:
             "indeterminate": self.indeterminate,
             "detail": self.detail,
         }
+        if self.shadow:
+            check["shadow"] = True
+        return check
+
+
+@dataclass(slots=True)
+class Shadow:
+    """What the decision would have been with the shadow rules (and a shadow file's directives) enforced.
+
+    ``rules`` are the sources (``file:line``) of the shadow rules that matched — plus a shadow file's
+    ``DEFAULT BLOCK`` when it is what would have blocked — in source order. ``decision`` uses the rule
+    vocabulary: ``blocked``, ``approval_required``, ``flagged`` or ``allowed``.
+    """
+
+    decision: str
+    rules: list[str]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision, "rules": list(self.rules), "reason": self.reason}
 
 
 @dataclass(slots=True)
 class Verdict:
     """What the rules decided: ``blocked``, ``approval_required``, ``flagged`` or ``allowed``.
 
-    ``deciding`` are the matched rules that produced the decision, in source order; ``reason`` cites the
-    first of them (its BECAUSE text, else its text) with its ``file:line``.
+    ``deciding`` are the matched enforced rules that produced the decision, in source order; ``reason``
+    cites the first of them (its BECAUSE text, else its text) with its ``file:line``. ``shadow`` is set
+    by ``Policy.decide`` when a shadow rule was aimed at the call (or a shadow file changes the default).
     """
 
     decision: str
     deciding: list[RuleOutcome]
     reason: str
+    shadow: Shadow | None = None
 
 
 # -- deciding -----------------------------------------------------------------------------------------
@@ -130,14 +156,20 @@ def _cite(outcome: RuleOutcome) -> str:
     return f"{outcome.because or outcome.text} ({outcome.source})"
 
 
-def decide(outcomes: Iterable[RuleOutcome], default: str = ALLOW, tool: str | None = None) -> Verdict:
+def decide(
+    outcomes: Iterable[RuleOutcome], default: str = ALLOW, tool: str | None = None, *, shadow: bool = False
+) -> Verdict:
     """Deny overrides, like Cedar: any matched BLOCK blocks, whatever else matched and in any order.
 
     Then any matched REQUIRE APPROVAL asks for approval. Under ``DEFAULT BLOCK`` a call no ALLOW rule
     matched is blocked. Otherwise the call is allowed — flagged if a FLAG matched. ``tool`` only names
-    the call in the DEFAULT BLOCK reason.
+    the call in the DEFAULT BLOCK reason. Shadow rules' outcomes are left out, unless ``shadow`` asks
+    what the decision would be with them enforced.
     """
-    matched = sorted((o for o in outcomes if o.matched), key=_position)
+    if shadow:
+        matched = sorted((o for o in outcomes if o.matched), key=_position)
+    else:
+        matched = sorted((o for o in outcomes if o.matched and not o.shadow), key=_position)
     blocks = [o for o in matched if o.action == BLOCK]
     if blocks:
         return Verdict("blocked", blocks, _cite(blocks[0]))
@@ -174,6 +206,7 @@ class CompiledRule:
         "line",
         "matches",
         "rule",
+        "shadow",
         "source",
         "target",
         "text",
@@ -194,6 +227,7 @@ class CompiledRule:
             self.matches = _glob_matcher(rule.target, case_sensitive=True)
         else:
             self.matches = rule.target.__eq__
+        self.shadow = rule.shadow
         self._check = _compile_rule_condition(rule, zone)
         self._fail_closed = rule.action in (BLOCK, APPROVAL)
         self._suffix = (
@@ -205,16 +239,38 @@ class CompiledRule:
     def evaluate(self, facts: RuleFacts) -> RuleOutcome:
         check = self._check
         if check is None:
-            return RuleOutcome(self.action, True, False, self.text, self.source, self.because, "no condition")
+            return RuleOutcome(
+                self.action, True, False, self.text, self.source, self.because, "no condition", self.shadow
+            )
         value, detail = check(facts)
         if value is None:
             return RuleOutcome(
-                self.action, self._fail_closed, True, self.text, self.source, self.because, detail + self._suffix
+                self.action,
+                self._fail_closed,
+                True,
+                self.text,
+                self.source,
+                self.because,
+                detail + self._suffix,
+                self.shadow,
             )
-        return RuleOutcome(self.action, value, False, self.text, self.source, self.because, detail)
+        return RuleOutcome(self.action, value, False, self.text, self.source, self.because, detail, self.shadow)
 
     def __repr__(self) -> str:
         return f"<CompiledRule {self.source} {self.text!r}>"
+
+
+def shadow_verdict(outcomes: Sequence[RuleOutcome], policy: Policy, tool: str | None = None) -> Shadow | None:
+    """The shadow half of a decision: None when nothing shadowed bears on this call (no shadow rule was
+    aimed at it and no shadow file changes the default), else what the rules would have decided."""
+    shadows = [o for o in outcomes if o.shadow]
+    if not shadows and not policy.shadow_default_differs:
+        return None
+    verdict = decide(outcomes, policy.shadow_default, tool, shadow=True)
+    rules = [o.source for o in sorted(shadows, key=_position) if o.matched]
+    if verdict.decision == "blocked" and not verdict.deciding and policy.default != BLOCK:
+        rules.append(policy.shadow_default_source)
+    return Shadow(verdict.decision, rules, verdict.reason)
 
 
 def _always(_tool: str) -> bool:
@@ -257,9 +313,18 @@ class Policy:
                     )
                 zone_directive = zone_directive or directive
         self.timezone: ZoneInfo = ZoneInfo(zone_directive.value) if zone_directive else UTC_ZONE
-        defaults = {file.default for file in self.files} - {None}
-        self.default: str = BLOCK if BLOCK in defaults else ALLOW
-        self.require_plan: bool = any(file.require_plan for file in self.files)
+        enforced = [file for file in self.files if not file.shadow]
+        # A MODE SHADOW file's directives, like its rules, shape only the shadow decision.
+        self.default: str = BLOCK if any(file.default == BLOCK for file in enforced) else ALLOW
+        self.require_plan: bool = any(file.require_plan for file in enforced)
+        self.shadow_default: str = BLOCK if any(file.default == BLOCK for file in self.files) else ALLOW
+        self.shadow_require_plan: bool = any(file.require_plan for file in self.files)
+        self.shadow_default_differs: bool = self.shadow_default != self.default
+        self.shadow_default_source: str = next(
+            (f"{d.source}:{d.line}" for f in self.files if f.shadow for d in f.directives
+             if d.kind == "default" and d.value == BLOCK),
+            "",
+        )
 
         rules: list[CompiledRule] = []
         with collection_paused(sum(len(file.rules) for file in self.files) > 200):
@@ -267,6 +332,10 @@ class Policy:
                 for rule in file.rules:
                     rules.append(CompiledRule(rule, len(rules), self.timezone))
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
+        self.shadow_plan_differs: bool = self.shadow_require_plan and not self.require_plan
+        self.has_shadow: bool = (
+            any(rule.shadow for rule in rules) or self.shadow_default_differs or self.shadow_plan_differs
+        )
         self._exact: dict[str, list[CompiledRule]] = {}
         self._globs: list[CompiledRule] = []
         self._everything: list[CompiledRule] = []
@@ -322,7 +391,17 @@ class Policy:
         return [rule.evaluate(facts) for rule in self.rules_for(facts.tool)]
 
     def decide(self, facts: RuleFacts) -> Verdict:
-        return decide(self.evaluate(facts), self.default, facts.tool)
+        """The enforced verdict, with ``.shadow`` (what shadow rules would have made it) when they bear
+        on this call."""
+        outcomes = self.evaluate(facts)
+        verdict = decide(outcomes, self.default, facts.tool)
+        if self.has_shadow:
+            verdict.shadow = shadow_verdict(outcomes, self, facts.tool)
+        return verdict
+
+    @property
+    def shadow_rules(self) -> tuple[CompiledRule, ...]:
+        return tuple(rule for rule in self.rules if rule.shadow)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -468,6 +547,10 @@ def _show_roles(value: Any) -> str:
     return "(" + ", ".join(value) + ")" if value else "(no roles)"
 
 
+def _show_set(value: Any) -> str:
+    return "(" + ", ".join(sorted(value)) + ")" if value else "(none)"
+
+
 _SHOW: dict[str, Callable[[Any], str]] = {
     ENUM: _show_text,
     NAME: _show_text,
@@ -529,6 +612,10 @@ def _getter(subject: Subject, zone: ZoneInfo) -> Callable[[Any], Any]:
         return attribute
     if field == "role":
         return lambda facts: facts.roles
+    if field == "labels":
+        return lambda facts: facts.labels
+    if field == "tags":
+        return lambda facts: facts.tags
     if field == "budget":
         return lambda facts: facts.budget_pct
     if field == "remaining":
@@ -720,7 +807,7 @@ def _compile_condition(condition: Condition, zone: ZoneInfo) -> Check:
     get = _getter(subject, zone)
     test, wrong_type = _test(condition)
     negated = condition.negated
-    show = _SHOW[subject.kind]
+    show = _show_set if subject.field in ("labels", "tags") else _SHOW[subject.kind]
     operand = _operand_text(condition)
     symbol = _SYMBOLS.get(condition.op)
     literal_text = str(condition.values[0]) if condition.values else ""

@@ -28,6 +28,8 @@ KEYWORDS: tuple[str, ...] = (
     "PLAN",
     "DEFAULT",
     "TIMEZONE",
+    "MODE",
+    "SHADOW",
     "WHEN",
     "UNLESS",
     "BECAUSE",
@@ -61,8 +63,11 @@ start: directive | rule
 directive: TIMEZONE WORD          -> timezone
          | DEFAULT (ALLOW | BLOCK) -> default
          | REQUIRE PLAN            -> require_plan
+         | MODE WORD               -> mode
 
-rule: action target when_clause? unless_clause? because_clause?
+rule: shadow? action target when_clause? unless_clause? because_clause?
+
+shadow: SHADOW
 
 action: BLOCK
       | ALLOW

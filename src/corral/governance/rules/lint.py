@@ -2,9 +2,11 @@
 
 A rules file can parse and still be wrong in ways that only show when it is too late: a rule aimed at
 a tool that does not exist, a condition that can never be true, an ALLOW that a BLOCK always beats, an
-optional argument that makes a BLOCK fail closed on every call that omits it. The linter reports each
+optional argument that makes a BLOCK fail closed on every call that omits it, a shadow rule that is
+already enforced (so its trial can show nothing). The linter reports each
 as a ``Diagnostic`` with its position, like a compiler: ``errors`` mean the policy does not say what
-its author meant, ``warnings`` mean it might not.
+its author meant, ``warnings`` mean it might not, ``notes`` say what a reader should know (which rules
+are shadow rules: evaluated and traced, never enforced).
 """
 
 from __future__ import annotations
@@ -36,19 +38,20 @@ from corral.governance.rules.nodes import (
     Rule,
     RuleFile,
 )
-from corral.governance.rules.parser import DAYS, EFFECTS, PHASES, _parse, is_glob, strip_comment
+from corral.governance.rules.parser import DAYS, _parse, is_glob, strip_comment
 
 __all__ = ["Diagnostic", "lint_rules", "lint_sources"]
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"  # not a problem: what a reader should know (which rules are shadow rules)
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One finding, printed like a compiler's: ``file:line:col: severity: message``."""
 
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "note"
     source: str
     line: int
     column: int
@@ -85,7 +88,12 @@ def lint_sources(sources: Iterable[tuple[str, str]], known_tools: Iterable[str] 
         if file is None:
             continue
         files.append(file)
+        diagnostics.extend(_shadow_note(file))
         for rule in file.rules:
+            if file.shadow and rule.canonical.startswith("SHADOW "):
+                diagnostics.append(
+                    _at(rule, WARNING, "SHADOW is redundant here: this file is MODE SHADOW, so all its rules are")
+                )
             diagnostics.extend(_unknown_tool(rule, known))
             diagnostics.extend(_never_matches(rule))
             diagnostics.extend(_unguarded_arguments(rule))
@@ -95,11 +103,14 @@ def lint_sources(sources: Iterable[tuple[str, str]], known_tools: Iterable[str] 
             Policy(files)
         except RuleSyntaxError as error:
             diagnostics.append(Diagnostic(ERROR, error.source, error.line, error.column, error.message))
-        diagnostics.extend(_shadowed_allows([rule for file in files for rule in file.rules]))
+        every = [rule for file in files for rule in file.rules]
+        diagnostics.extend(_shadowed_allows(every))
+        diagnostics.extend(_shadow_duplicates(every))
     order: dict[str, int] = {}
     for _, source in sources:
         order.setdefault(source, len(order))
-    diagnostics.sort(key=lambda d: (order.get(d.source, 0), d.line, d.column, d.severity != ERROR, d.message))
+    rank = {ERROR: 0, WARNING: 1, NOTE: 2}
+    diagnostics.sort(key=lambda d: (order.get(d.source, 0), d.line, d.column, rank[d.severity], d.message))
     return diagnostics
 
 
@@ -159,8 +170,9 @@ NEVER = "never"
 ALWAYS = "always"
 MAYBE = "maybe"
 
-_DOMAINS: dict[str, tuple[str, ...]] = {"phase": PHASES, "effect": EFFECTS}
-_ALWAYS_PRESENT = frozenset({"phase", "effect", "tool", "budget", "spent", "cost", "time", "day", "calls", "role"})
+_ALWAYS_PRESENT = frozenset(
+    {"phase", "effect", "tool", "budget", "spent", "cost", "time", "day", "calls", "role", "labels", "tags"}
+)
 # numeric ranges a field can take: (lowest, highest); None is unbounded
 _RANGES: dict[str, tuple[Decimal | None, Decimal | None]] = {
     "budget": (Decimal(0), None),
@@ -230,14 +242,6 @@ def _positive_truth(condition: Condition) -> tuple[str, str]:
     op = condition.op
     if op == "exists" and subject.field in _ALWAYS_PRESENT and subject.kind != ROLES:
         return ALWAYS, f"{subject.label} always has a value"
-    if op in ("is", "in") and subject.field in _DOMAINS:
-        domain = _DOMAINS[subject.field]
-        if not any(v.raw in domain for v in condition.values):
-            wrong = ", ".join(f'"{v.raw}"' for v in condition.values)
-            return NEVER, f"{subject.label} is one of {', '.join(domain)}, never {wrong}"
-    if op in ("is", "in") and subject.kind == DAY and not any(v.raw in DAYS for v in condition.values):
-        wrong = ", ".join(f'"{v.raw}"' for v in condition.values)
-        return NEVER, f"{wrong} is not a day; days are mon, tue, wed, thu, fri, sat, sun"
     if op in ("above", "below", "at_least", "at_most") and subject.field in _RANGES:
         low, high = _RANGES[subject.field]
         interval = _Interval()
@@ -366,12 +370,16 @@ def _contradiction(expr: And) -> str:
 
 
 def _shadowed_allows(rules: list[Rule]) -> list[Diagnostic]:
+    """An ALLOW that a BLOCK always beats. A shadow BLOCK beats only shadow ALLOWs: it is not enforced,
+    so an enforced ALLOW still takes effect beside it (and the shadow decision shows the difference)."""
     blocks = [rule for rule in rules if rule.action == BLOCK]
     diagnostics = []
     for allow in rules:
         if allow.action != ALLOW:
             continue
         for block in blocks:
+            if block.shadow and not allow.shadow:
+                continue
             if not _covers(block.target, allow.target):
                 continue
             unconditional = block.when is None and block.unless is None
@@ -388,6 +396,43 @@ def _shadowed_allows(rules: list[Rule]) -> list[Diagnostic]:
                 )
                 break
     return diagnostics
+
+
+def _shadow_note(file: RuleFile) -> list[Diagnostic]:
+    """One note per file that has shadow rules, so that nobody mistakes them for enforced ones."""
+    shadows = [rule for rule in file.rules if rule.shadow]
+    if not shadows:
+        return []
+    lines = ", ".join(str(rule.line) for rule in shadows[:12]) + (", …" if len(shadows) > 12 else "")
+    count = f"{len(shadows)} shadow rule{'s' if len(shadows) != 1 else ''}"
+    mode = next((d for d in file.directives if d.kind == "mode"), None)
+    if file.shadow and mode is not None:
+        message = f"MODE SHADOW: {count} (lines {lines}) evaluated and traced, never enforced"
+        return [Diagnostic(NOTE, file.source, mode.line, mode.column, message)]
+    first = shadows[0]
+    message = f"{count} (line{'s' if len(shadows) != 1 else ''} {lines}) evaluated and traced, never enforced"
+    return [Diagnostic(NOTE, file.source, first.line, first.column, message)]
+
+
+def _shadow_duplicates(rules: list[Rule]) -> list[Diagnostic]:
+    """A shadow rule that an enforced rule already says word for word: trialling it can show nothing."""
+    enforced = {_rule_key(rule): rule for rule in rules if not rule.shadow}
+    diagnostics = []
+    for rule in rules:
+        twin = enforced.get(_rule_key(rule)) if rule.shadow else None
+        if twin is not None:
+            diagnostics.append(
+                _at(
+                    rule,
+                    WARNING,
+                    f"this shadow rule is already enforced ({twin.location}): its shadow decision can never differ",
+                )
+            )
+    return diagnostics
+
+
+def _rule_key(rule: Rule) -> Any:
+    return (rule.action, rule.target, _expr_key(rule.when), _expr_key(rule.unless))
 
 
 def _covers(block_target: str, allow_target: str) -> bool:

@@ -16,13 +16,17 @@ ALLOW = "allow"
 FLAG = "flag"
 APPROVAL = "approval"
 
+# Modes of a rules file (``MODE SHADOW``); ENFORCE is what a file without MODE is.
+SHADOW = "shadow"
+ENFORCE = "enforce"
+
 ACTION_WORDS = {BLOCK: "BLOCK", ALLOW: "ALLOW", FLAG: "FLAG", APPROVAL: "REQUIRE APPROVAL FOR"}
 
 # Field kinds: what sort of value a field holds, which decides the operators and literals it takes.
 ENUM = "enum"  # phase, effect: one of a few lower-case words
 DAY = "day"  # day: mon … sun
 NAME = "name"  # tool, principal, agent: a string (or None for an absent principal/agent)
-ROLES = "roles"  # principal.role: several strings
+ROLES = "roles"  # principal.role, labels, tags: a set of strings
 PERCENT = "percent"  # budget
 MONEY = "money"  # spent, remaining, cost
 COUNT = "count"  # calls(...)
@@ -56,7 +60,7 @@ class Literal:
 class Subject:
     """What a condition looks at: a field, an argument path, or a ``calls(...)`` count."""
 
-    field: str  # phase effect tool budget spent remaining cost arg principal role agent time day calls
+    field: str  # phase effect tool budget spent remaining cost arg principal role agent time day calls labels tags
     kind: str
     label: str  # how traces name it: "arg.amount", "principal.role", "calls(send_*, 1h)"
     line: int
@@ -120,6 +124,7 @@ class Rule:
     source: str
     line: int
     column: int
+    shadow: bool = False  # evaluated and traced, never enforced: a SHADOW prefix or a MODE SHADOW file
 
     @property
     def location(self) -> str:
@@ -128,10 +133,10 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Directive:
-    """``TIMEZONE name``, ``DEFAULT ALLOW|BLOCK`` or ``REQUIRE PLAN``."""
+    """``TIMEZONE name``, ``DEFAULT ALLOW|BLOCK``, ``REQUIRE PLAN`` or ``MODE SHADOW|ENFORCE``."""
 
-    kind: str  # timezone default require_plan
-    value: str  # the zone name, "allow"/"block", or "" for REQUIRE PLAN
+    kind: str  # timezone default require_plan mode
+    value: str  # the zone name, "allow"/"block", "shadow"/"enforce", or "" for REQUIRE PLAN
     text: str
     canonical: str
     source: str
@@ -164,3 +169,8 @@ class RuleFile:
     @property
     def require_plan(self) -> bool:
         return any(d.kind == "require_plan" for d in self.directives)
+
+    @property
+    def shadow(self) -> bool:
+        """``MODE SHADOW``: the whole file is evaluated and traced but not enforced (DESIGN §14)."""
+        return any(d.kind == "mode" and d.value == SHADOW for d in self.directives)

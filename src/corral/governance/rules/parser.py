@@ -2,9 +2,10 @@
 
 Everything that can be wrong with a rules file is found here, before any call is governed: syntax,
 unknown fields, operators a field does not take, numbers that are not numbers, bad time ranges,
-unknown time zones. Each problem raises ``RuleSyntaxError`` with the file, line and column, and a
-message that names what was expected. A file with one bad line loads nothing: half a policy is a
-policy nobody wrote.
+unknown time zones, and values a field can never hold (``phase IS comit``, ``day IN (funday)``,
+``budget ABOVE 150%``): a condition that is silently never true is as wrong as an unknown field. Each
+problem raises ``RuleSyntaxError`` with the file, line and column, and a message that names what was
+expected. A file with one bad line loads nothing: half a policy is a policy nobody wrote.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from corral.governance.rules.nodes import (
     BLOCK,
     COUNT,
     DAY,
+    ENFORCE,
     ENUM,
     FLAG,
     MONEY,
     NAME,
     PERCENT,
     ROLES,
+    SHADOW,
     TIME,
     And,
     Condition,
@@ -68,10 +71,12 @@ FIELDS: dict[str, str] = {
     "agent": NAME,
     "time": TIME,
     "day": DAY,
+    "labels": ROLES,  # what the session has read (DESIGN §15): a set of words, like principal.role
+    "tags": ROLES,  # what the tool is (egress, …)
 }
 FIELD_LIST = (
     "phase, effect, tool, budget, spent, remaining, cost, arg.NAME, principal, principal.role, "
-    "agent, time, day, calls(GLOB[, WINDOW])"
+    "agent, time, day, calls(GLOB[, WINDOW]), labels, tags"
 )
 
 PHASES = ("explore", "decide", "commit")
@@ -211,6 +216,7 @@ def _parse(text: str, source: str, line_offset: int) -> RuleFile:
     directives: list[Directive] = []
     rules: list[Rule] = []
     zone: Directive | None = None
+    mode: Directive | None = None
     parser = _lark()
     with collection_paused(text.count("\n") > 200):
         for index, line in enumerate(text.split("\n")):
@@ -231,7 +237,7 @@ def _parse(text: str, source: str, line_offset: int) -> RuleFile:
             item = tree.children[0]
             try:
                 if item.data == "rule":
-                    rules.append(builder.rule(item))
+                    rules.append(builder.rule(item, shadow_file=mode is not None and mode.value == SHADOW))
                     continue
                 directive = builder.directive(item)
             except RecursionError:
@@ -246,6 +252,21 @@ def _parse(text: str, source: str, line_offset: int) -> RuleFile:
                         item,
                     )
                 zone = zone or directive
+            elif directive.kind == "mode":
+                # the mode is the file's: a MODE after a rule would leave the rules above it ambiguous
+                if rules:
+                    raise builder.error(
+                        f"MODE {directive.value.upper()} must come before the file's first rule "
+                        f"(line {rules[0].line}): it applies to every rule in the file",
+                        item,
+                    )
+                if mode is not None and mode.value != directive.value:
+                    raise builder.error(
+                        f"MODE {directive.value.upper()} conflicts with MODE {mode.value.upper()} on line "
+                        f"{mode.line}; a file has one mode",
+                        item,
+                    )
+                mode = mode or directive
             directives.append(directive)
     return RuleFile(source, tuple(directives), tuple(rules))
 
@@ -312,10 +333,24 @@ class _Builder:
         if item.data == "default":
             value = BLOCK if tokens[1].type == "BLOCK" else ALLOW
             return Directive("default", value, text, canonical, self.source, line, column)
+        if item.data == "mode":
+            word = str(tokens[1]).lower()
+            if word not in (SHADOW, ENFORCE):
+                close = difflib.get_close_matches(word, (SHADOW, ENFORCE), n=1)
+                hint = f' (did you mean "{close[0].upper()}"?)' if close else ""
+                raise self.error(
+                    f'unknown mode "{tokens[1]}"{hint}; a file\'s MODE is SHADOW (evaluate and trace its rules, '
+                    "never enforce them) or ENFORCE (the default)",
+                    tokens[1],
+                )
+            canonical = f"MODE {word.upper()}"
+            return Directive("mode", word, text, canonical, self.source, line, column)
         return Directive("require_plan", "", text, canonical, self.source, line, column)
 
-    def rule(self, item: Tree) -> Rule:
+    def rule(self, item: Tree, *, shadow_file: bool = False) -> Rule:
         parts = {child.data: child for child in item.children}
+        shadow = shadow_file or "shadow" in parts
+        first = parts["shadow"].children[0] if "shadow" in parts else parts["action"].children[0]
         action_tokens = parts["action"].children
         action = _ACTIONS[action_tokens[0].type]
         target_token = parts["target"].children[0]
@@ -343,11 +378,12 @@ class _Builder:
             when=when,
             unless=unless,
             because=because,
-            text=self.slice(action_tokens[0], last),
+            text=self.slice(first, last),
             canonical=_canonical(tokens),
             source=self.source,
             line=line,
             column=column,
+            shadow=shadow,
         )
 
     # -- expressions --
@@ -482,14 +518,42 @@ class _Builder:
             number = None if quoted else _number(raw, kind)
             if number is None:
                 raise self.error(self._number_message(subject, raw, op), token)
+            if kind == PERCENT and not 0 <= number <= 100:
+                raise self.error(
+                    f"budget is the share of the budget used, from 0% to 100% (the stop gate ends the spending "
+                    f'there): "{raw}" is never reached, so this condition could never be true',
+                    token,
+                )
+            if kind == COUNT and number < 0:
+                raise self.error(f'{subject.label} counts calls and is never below 0, got "{raw}"', token)
             return Literal(raw, quoted, line, column, number=number)
         if kind in (ENUM, DAY):
-            return Literal(raw.lower(), quoted, line, column)
+            value = raw.lower()
+            self.check_domain(subject, value, raw, token)
+            return Literal(value, quoted, line, column)
         if kind == ANY and not quoted:
             lower = raw.lower()
             boolean = True if lower == "true" else False if lower == "false" else None
             return Literal(raw, quoted, line, column, number=_number(raw, ANY), boolean=boolean)
         return Literal(raw, quoted, line, column)
+
+    def check_domain(self, subject: Subject, value: str, raw: str, token: Token) -> None:
+        """A phase, effect or day that does not exist can never be the call's: refuse it as an unknown
+        field is refused, rather than compile a condition that is silently never (or always) true."""
+        if subject.kind == DAY:
+            if value in DAYS:
+                return
+            close = difflib.get_close_matches(value, list(DAYS), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise self.error(f'"{raw}" is not a day{hint}; days are {", ".join(DAY_NAMES)}', token)
+        domain = PHASES if subject.field == "phase" else EFFECTS
+        if value in domain:
+            return
+        close = difflib.get_close_matches(value, domain, n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise self.error(
+            f'unknown {subject.field} "{raw}"{hint}; {subject.field} is one of {", ".join(domain)}', token
+        )
 
     def _number_message(self, subject: Subject, raw: str, op: str) -> str:
         kind = subject.kind
@@ -586,7 +650,20 @@ def _describe_expected(expected: set[str], previous: str) -> str:
     if expected | {"NOT"} >= _OPERATOR_START and "IS" in expected:
         return f"an operator ({_OP_LIST})"
     if expected >= _LINE_START:
-        return "a rule (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL FOR) or a directive (TIMEZONE, DEFAULT, REQUIRE PLAN)"
+        return (
+            "a rule (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL FOR), optionally after SHADOW, or a directive "
+            "(TIMEZONE, DEFAULT, REQUIRE PLAN, MODE SHADOW)"
+        )
+    if expected == {"BLOCK", "ALLOW", "FLAG", "REQUIRE"}:
+        return (
+            "a rule's action (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL FOR): SHADOW marks one rule; "
+            "to trial a directive, put it in a MODE SHADOW file"
+        )
+    if expected == {"APPROVAL"} and prev == "REQUIRE":
+        return (
+            "APPROVAL FOR (SHADOW marks one rule; to trial REQUIRE PLAN or DEFAULT BLOCK, "
+            "put it in a MODE SHADOW file)"
+        )
     if "CALLS" in expected and "WORD" in expected:
         return f'a condition: a field ({FIELD_LIST}), NOT, or "("'
     if expected == {"LEAST", "MOST"}:
