@@ -38,12 +38,10 @@ from corral.governance.governor import Governor
 from corral.governance.traces import Trace, iso
 from corral.governance.transactions import json_safe
 
-# The call in progress on this thread (or task): the cost ``tx.call(cost=…)`` declared, which every
-# tool's cost function reads so that it reaches the kernel as the call's estimate (reserved before,
-# settled after) and never reaches the tool as an argument; and the keyword arguments as given, which
-# the approval callback receives as Shape passed them.
+# The cost ``tx.call(cost=…)`` declared for the call in progress on this thread (or task). Every tool is
+# registered with a cost function that reads it, so the cost reaches the kernel as the call's estimate
+# (reserved before, settled after) and never reaches the tool as an argument.
 _CALL_COST: ContextVar[Decimal] = ContextVar("corral_shape_call_cost", default=Decimal(0))
-_CALL_ARGS: ContextVar[tuple[str, dict[str, Any]] | None] = ContextVar("corral_shape_call_args", default=None)
 
 
 def _declared_cost(args: Mapping[str, Any]) -> Decimal:
@@ -116,6 +114,9 @@ class Agent:
         self.tools: dict[str, dict[str, Any]] = {}
         self.traces: list[ProofTrace] = []
         self._approval_callback: Callable[[str, dict[str, Any]], Any] | None = None
+        # calls in progress, by their arguments as the tool receives them → the keyword arguments as
+        # given, which the approval callback (asked on a worker thread) receives as Shape passed them
+        self._asking: dict[tuple[str, str], dict[str, Any]] = {}
         self._tx_counter = 0
         self._tx_ids: dict[str, str] = {}  # corral transaction id → Shape's "T1", "T2", …
         self._commit: TransactionContext | None = None  # the commit block open now, if any
@@ -193,8 +194,8 @@ class Agent:
         if callback is None:
             return Approval(False, "on_approval", "the approval callback was removed")
         name = getattr(callback, "__qualname__", None) or getattr(callback, "__name__", None)
-        given = _CALL_ARGS.get()
-        kwargs = dict(given[1]) if given is not None and given[0] == request.tool else dict(request.args)
+        given = self._asking.get(_args_key(request.tool, request.args))
+        kwargs = dict(given) if given is not None else dict(request.args)
         return Approval(bool(callback(request.tool, kwargs)), name or repr(callback))
 
     # ----------------------------------------------------------------------------------------- phases
@@ -293,7 +294,7 @@ class Agent:
             tx = self._commit.tx
         self._check_pace(tool_name, given, tx)
         cost_token = _CALL_COST.set(declared)
-        args_token = _CALL_ARGS.set((tool_name, given))
+        asking = self._note_asking(tool_name, given)
         before = self.session.last_trace
         result: Any = None
         raised: BaseException | None = None
@@ -312,7 +313,8 @@ class Agent:
         except BaseException as exc:
             raised = exc
         finally:
-            _CALL_ARGS.reset(args_token)
+            if asking is not None:
+                self._asking.pop(asking, None)
             _CALL_COST.reset(cost_token)
 
         record = _decision_record(self.session.last_trace, before, tool_name, refusal)
@@ -330,6 +332,17 @@ class Agent:
         if tx is not None and record is not None and record.get("effect") not in (None, "read"):
             tx.buffer(tool_name, given, result, self.tools.get(tool_name, {}).get("compensation"))
         return result
+
+    def _note_asking(self, tool_name: str, given: dict[str, Any]) -> tuple[str, str] | None:
+        spec = self.governor.tools.get(tool_name)
+        if spec is None or self._approval_callback is None:
+            return None
+        try:
+            key = _args_key(tool_name, spec.bind(given))
+        except Exception:  # arguments that do not fit: governance refuses the call before anyone is asked
+            return None
+        self._asking[key] = given
+        return key
 
     def _check_pace(self, tool_name: str, given: dict[str, Any], tx: Transaction | None) -> None:
         """Shape's PAUSE gate: refuse any call while money goes out faster than ``slope_threshold``/s."""
@@ -544,6 +557,10 @@ def wrap_tool(
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+
+def _args_key(tool: str, args: Mapping[str, Any]) -> tuple[str, str]:
+    return tool, canonical_sha256(json_safe(dict(args)))
 
 
 def _decision_record(

@@ -69,14 +69,16 @@ Triple = tuple[str, str, str]
 
 @dataclass
 class Rule:
-    """One rule in Shape's shape. ``because`` (corral's ``BECAUSE "…"``) and ``timezone`` (the
-    policy's ``TIMEZONE``, for a ``now`` given as a datetime) are corral's additions."""
+    """One rule in Shape's shape. corral's additions: ``because`` (``BECAUSE "…"``), ``timezone`` (the
+    policy's ``TIMEZONE``, for a ``now`` given as a datetime) and ``shadow`` (a ``SHADOW`` rule, which a
+    governor evaluates and traces but never enforces)."""
 
     action: RuleAction
     tool_pattern: str  # "*", a tool name or a glob (send_*)
     conditions: list[Triple] = field(default_factory=list)
     because: str | None = None
     timezone: str | None = None
+    shadow: bool = False
     _compiled: tuple[str, _Compiled] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +97,8 @@ class Rule:
         return core if self.because is None else f"{core} BECAUSE {_quote(self.because)}"
 
     def _core(self) -> str:
-        words = [_ACTION_WORDS[RuleAction(self.action)], str(self.tool_pattern)]
+        words = ["SHADOW"] if self.shadow else []
+        words += [_ACTION_WORDS[RuleAction(self.action)], str(self.tool_pattern)]
         if self.conditions:
             words.append("WHEN " + " AND ".join(_render(c) for c in self.conditions))
         return " ".join(words)
@@ -110,10 +113,10 @@ class Rule:
         ``ctx`` holds Shape's keys — ``phase``, ``tool`` (the effect, in Shape's context), ``budget``
         (percent), ``time`` (``"HH:MM"``) — and any of corral's: ``effect``, ``tool`` as a name, ``args``
         (a mapping), ``cost``, ``spent``, ``remaining``, ``principal``, ``roles``, ``agent``, ``day``
-        (``"mon"`` … ``"sun"``), ``now`` (a datetime, for ``time`` and ``day`` at once) and ``call_log``
-        (``[(tool, datetime)]``, for ``calls(…)``). A condition whose field ``ctx`` lacks is
-        *indeterminate*: a BLOCK or REQUIRE APPROVAL rule then counts as met (fail closed), an ALLOW or
-        FLAG rule as not met, and the reason says so.
+        (``"mon"`` … ``"sun"``), ``now`` (a datetime, for ``time`` and ``day`` at once), ``call_log``
+        (``[(tool, datetime)]``, for ``calls(…)``), ``labels`` and ``tags`` (sets of words). A condition
+        whose field ``ctx`` lacks is *indeterminate*: a BLOCK or REQUIRE APPROVAL rule then counts as met
+        (fail closed), an ALLOW or FLAG rule as not met, and the reason says so.
         """
         if not isinstance(ctx, Mapping):
             raise ConfigError(f"Rule.evaluate needs a mapping of facts, got {type(ctx).__name__}")
@@ -141,6 +144,7 @@ class Rule:
         rule.conditions = conditions
         rule.because = node.because
         rule.timezone = timezone
+        rule.shadow = node.shadow
         rule._compiled = (rule.text, _Compiled(compiled, zone, _fields(node)))
         return rule
 
@@ -156,8 +160,9 @@ def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:
     """Parse rule text into Shape ``Rule`` objects; blank lines and ``#`` comments are skipped.
 
     A line that does not parse raises ``RuleSyntaxError`` (a ``ValueError``, as Shape raised) with the
-    line and column. Directives (``TIMEZONE``, ``DEFAULT``, ``REQUIRE PLAN``) are policy settings, not
-    rules: give the text to ``agent.rules()`` for them to take effect; ``TIMEZONE`` is kept on each rule.
+    line and column. Directives (``DEFAULT``, ``REQUIRE PLAN``) are policy settings, not rules: give the
+    text to ``agent.rules()`` for them to take effect. ``TIMEZONE`` is kept on each rule, and a ``MODE
+    SHADOW`` file's rules are ``shadow``.
     """
     rule_file: RuleFile = parse_rule_file(text, source)
     policy = Policy((rule_file,))
@@ -345,6 +350,14 @@ class _ContextFacts:
         return self._get("agent")
 
     @property
+    def labels(self) -> frozenset[str]:
+        return _words(self._get("labels"))
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return _words(self._get("tags"))
+
+    @property
     def call_log(self) -> Any:
         return self._get("call_log")
 
@@ -371,6 +384,10 @@ def _number(value: Any) -> Any:
         except ArithmeticError:
             return value  # not a number: the comparison is indeterminate
     return value
+
+
+def _words(value: Any) -> frozenset[str]:
+    return frozenset((value,) if isinstance(value, str) else value)
 
 
 def _minutes(value: Any) -> int:
