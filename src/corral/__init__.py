@@ -13,6 +13,7 @@ from corral.errors import (
     Blocked,
     ConfigError,
     GovernanceError,
+    GovernanceFault,
     PhaseError,
     RuleSyntaxError,
     StoreError,
@@ -21,7 +22,7 @@ from corral.errors import (
 
 if TYPE_CHECKING:
     from corral.governance.approvals import Approval, ApprovalRequest
-    from corral.governance.calls import Call
+    from corral.governance.calls import Call, CallHandle
     from corral.governance.decision import Decision
     from corral.governance.governor import Governor
     from corral.governance.plans import Plan
@@ -33,6 +34,7 @@ _LAZY = {
     "Approval": "corral.governance.approvals",
     "ApprovalRequest": "corral.governance.approvals",
     "Call": "corral.governance.calls",
+    "CallHandle": "corral.governance.calls",
     "Decision": "corral.governance.decision",
     "Governor": "corral.governance.governor",
     "Plan": "corral.governance.plans",
@@ -60,9 +62,11 @@ __all__ = [
     "ApprovalRequest",
     "Blocked",
     "Call",
+    "CallHandle",
     "ConfigError",
     "Decision",
     "GovernanceError",
+    "GovernanceFault",
     "Governor",
     "PhaseError",
     "Plan",

@@ -21,6 +21,11 @@ class Blocked(GovernanceError):
     """The call was refused: by the phase, the budget, a rule, the plan, or a fault inside governance."""
 
 
+class GovernanceFault(Blocked):
+    """A fault inside governance itself (a store that cannot be written, an approver that crashed, a
+    clock or rule that raised) refused the call: not a policy decision, and worth retrying later (§9)."""
+
+
 class ApprovalPending(GovernanceError):
     """The call needs a human's approval and none has been given yet; ``.request`` is the stored request."""
 

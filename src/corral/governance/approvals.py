@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,28 @@ APPROVED = "approved"
 DENIED = "denied"
 USED = "used"
 EXPIRED = "expired"
+
+
+def identity_key(name: str | None) -> str | None:
+    """A principal's name as identities are compared: Unicode NFKC, case-folded, trimmed, with invisible
+    characters (zero-width spaces and joiners, soft hyphens, BOMs, controls) removed — so ``ALICE``,
+    ``alice `` and ``al\u200bice`` are all ``alice`` and none of them may approve alice's request."""
+    if name is None:
+        return None
+    text = unicodedata.normalize("NFKC", str(name))
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _INVISIBLE)
+    return text.casefold().strip()
+
+
+_INVISIBLE = frozenset({"Cf", "Cc", "Cs", "Co", "Cn"})
+
+
+def same_principal(a: str | None, b: str | None) -> bool:
+    """True when two names denote the same principal (``identity_key``); an unnamed side never matches."""
+    if a is None or b is None:
+        return False
+    key = identity_key(a)
+    return bool(key) and key == identity_key(b)
 
 
 def binding_hash(session: str, tool: str, args: Mapping[str, Any], phase: str, policy_sha256: str) -> str:
@@ -99,7 +122,7 @@ def resolve(
     """
     from corral.errors import ApprovalDenied, ConfigError
 
-    if not isinstance(approver, str) or not approver.strip():
+    if not isinstance(approver, str) or not identity_key(approver):
         raise ConfigError("an approval must name who decides (approver='bob' / --as bob)")
     found = store.get_approval(approval_id)
     if found is None:
@@ -109,7 +132,7 @@ def resolve(
     if datetime.fromisoformat(found["expires"].replace("Z", "+00:00")) <= now:
         store.resolve_approval(approval_id, PENDING, {"status": EXPIRED})
         raise ApprovalDenied(f"approval {approval_id} expired at {found['expires']}")
-    if approved and not allow_self_approval and approver == found.get("principal"):
+    if approved and not allow_self_approval and same_principal(approver, found.get("principal")):
         raise ConfigError(f"{approver} cannot approve their own request {approval_id}")
     fields = {
         "status": APPROVED if approved else DENIED,

@@ -64,6 +64,16 @@ def parse_gates(gates: Mapping[str, Any] | None) -> tuple[tuple[str, Decimal], .
     return tuple(values)
 
 
+def blocking_gate(gates: Sequence[tuple[str, Decimal]], effect: str) -> tuple[str, Decimal] | None:
+    """The gate at which a call of this effect is refused: ``stop`` for reads, ``force_decide`` (else
+    ``stop``) for writes — None when no such gate is configured."""
+    by_name = dict(gates)
+    for name in ((STOP,) if effect == "read" else (FORCE_DECIDE, STOP)):
+        if name in by_name:
+            return name, by_name[name]
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ScopeUsage:
     """One budget scope as the ledger has it now."""

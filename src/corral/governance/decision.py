@@ -8,7 +8,7 @@ recorded, so a trace always shows the whole argument, not just the first objecti
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -99,8 +99,7 @@ class CallContext:
 
     tool: str
     effect: str
-    args: Mapping[str, Any]
-    plan_args: Mapping[str, Any]
+    args: Mapping[str, Any]  # as the tool receives them, signature defaults applied
     phase: str
     phases_enabled: bool
     in_transaction: bool
@@ -108,6 +107,7 @@ class CallContext:
     cost: Decimal
     budget: BudgetState
     facts: Facts
+    bind: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None  # applies the tool's defaults to a plan step
 
 
 def decide(ctx: CallContext, policy: Any) -> Decision:
@@ -133,7 +133,7 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
     if ctx.effect != READ and ctx.phase == COMMIT and ctx.phases_enabled:
         plan = ctx.plan
         if plan is not None:
-            plan_step = plan.find_step(ctx.tool, ctx.plan_args)
+            plan_step = plan.find_step(ctx.tool, ctx.args, ctx.bind)
         if policy.require_plan:
             if plan is None:
                 checks.append({"check": "plan", "passed": False, "detail": "REQUIRE PLAN: no plan bound to commit"})

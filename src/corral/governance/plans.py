@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,9 @@ from corral.errors import ConfigError
 from corral.ids import new_id
 
 WILDCARD = "*"
+
+#: Applies a tool's signature defaults to arguments (``ToolSpec.bind``); raises ``TypeError`` if they do not fit.
+Binder = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 def _matches(pattern: Any, value: Any) -> bool:
@@ -31,15 +34,25 @@ class PlanStep:
     tool: str
     args: Mapping[str, Any]
 
-    def matches(self, tool: str, args: Mapping[str, Any]) -> bool:
-        """Same tool, and every argument equal or ``"*"``. Arguments the step does not name must be absent
-        or take their default — so the caller passes arguments as given, not with defaults applied."""
+    def matches(self, tool: str, args: Mapping[str, Any], bind: Binder | None = None) -> bool:
+        """Same tool and the same arguments, ``"*"`` matching any value.
+
+        Both sides are compared as the tool receives them: ``args`` with the signature's defaults applied,
+        and the step with ``bind`` applying the same defaults to what it leaves out. So a step that names
+        an argument at its default matches, and one that leaves an argument out means its default, never
+        "any value": only ``"*"`` means that.
+        """
         if tool != self.tool:
             return False
-        for key, pattern in self.args.items():
-            if key not in args or not _matches(pattern, args[key]):
-                return False
-        return all(key in self.args for key in args)
+        pattern = self.args
+        if bind is not None:
+            try:
+                pattern = bind(self.args)
+            except TypeError:
+                return False  # the step names arguments the tool does not take: it matches no call
+        if set(pattern) != set(args):
+            return False
+        return all(_matches(p, args[key]) for key, p in pattern.items())
 
     def to_dict(self) -> dict[str, Any]:
         return {"tool": self.tool, "args": dict(self.args)}
@@ -75,17 +88,17 @@ class Plan:
         digest = canonical_sha256([s.to_dict() for s in parsed])
         return cls(plan_id or new_id(), tuple(parsed), digest, rationale, used=[False] * len(parsed))
 
-    def find_step(self, tool: str, args: Mapping[str, Any]) -> int | None:
-        """Index of the first unused step that matches, or None."""
+    def find_step(self, tool: str, args: Mapping[str, Any], bind: Binder | None = None) -> int | None:
+        """Index of the first unused step that matches, or None (``PlanStep.matches``)."""
         for i, step in enumerate(self.steps):
-            if not self.used[i] and step.matches(tool, args):
+            if not self.used[i] and step.matches(tool, args, bind):
                 return i
         return None
 
-    def consume(self, tool: str, args: Mapping[str, Any]) -> int | None:
+    def consume(self, tool: str, args: Mapping[str, Any], bind: Binder | None = None) -> int | None:
         """Atomically find and mark a matching step; each step is consumed by the one call that matches it."""
         with self._lock:
-            index = self.find_step(tool, args)
+            index = self.find_step(tool, args, bind)
             if index is not None:
                 self.used[index] = True
             return index

@@ -7,66 +7,16 @@ idempotency key), an INTENT without DONE has an unknown outcome.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from corral.governance.calls import Call
+from corral.governance.owner import owner_alive
+from corral.governance.records import NO_OUTCOME, outcome, outcome_record, recovery_record
+from corral.governance.run import run_sync_positional
 from corral.governance.traces import iso
-from corral.ids import new_id
-
-_BOOT_ID: str | None = None
-
-
-def _boot_id() -> str:
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-                _BOOT_ID = f.read().strip()
-        except OSError:
-            _BOOT_ID = ""
-    return _BOOT_ID
-
-
-def process_start(pid: int) -> str | None:
-    """When a process started (clock ticks since boot, with the boot id): a reused pid differs here."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return f"{_boot_id()}:{fields[19]}" if len(fields) > 19 else None
-
-
-_OWNER: dict[str, Any] | None = None
-
-
-def owner_identity() -> dict[str, Any]:
-    global _OWNER
-    pid = os.getpid()
-    if _OWNER is None or _OWNER["pid"] != pid:
-        _OWNER = {"host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
-    return dict(_OWNER)
-
-
-def owner_alive(owner: dict[str, Any] | None) -> bool:
-    """True when the owning process still runs. Another host's owner is judged by its lease instead."""
-    if not owner:
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return False
-    current = process_start(pid)
-    if current is None:
-        return False
-    return owner.get("start") is None or current == owner.get("start")
 
 
 @dataclass
@@ -164,6 +114,8 @@ def recover(gov: Any) -> RecoveryReport:
                 continue
             spec = gov.tools.get(first["tool"])
             done = next((e for e in entries if e["status"] == DONE), None)
+            if done is None and COMPENSATING not in statuses and COMPENSATION_FAILED not in statuses:
+                _no_outcome(gov, tx, first)
             if pivot:
                 if done is None:
                     result.unknown.append({"seq": seq, "tool": first["tool"], "key": first.get("key")})
@@ -188,7 +140,7 @@ def recover(gov: Any) -> RecoveryReport:
             ok, error, attempts = _compensate(gov, tx["id"], entries, call, spec.compensate, COMPENSATING)
             status = COMPENSATED if ok else COMPENSATION_FAILED
             store.log_step(tx["id"], _entry(first, status, error=error, attempt=attempts, ts=iso(gov.now())))
-            _trace(gov, tx, call, first, ok, error, attempts)
+            _trace(gov, tx, first, ok, error, attempts)
             if ok:
                 result.compensated.append({"seq": seq, "tool": call.tool, "key": call.idempotency_key})
             else:
@@ -210,8 +162,6 @@ def _entry(first: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:
 def _compensate(
     gov: Any, tx_id: str, entries: list[dict[str, Any]], call: Call, fn: Any, compensating: str
 ) -> tuple[bool, str | None, int]:
-    from corral.governance.governor import run_sync_positional
-
     last = None
     for attempt in range(1, gov.compensation_tries + 1):
         gov.store.log_step(tx_id, _entry(entries[0], compensating, attempt=attempt, ts=iso(gov.now())))
@@ -225,40 +175,25 @@ def _compensate(
     return False, last, gov.compensation_tries
 
 
-def _trace(
-    gov: Any, tx: dict[str, Any], call: Call, first: dict[str, Any], ok: bool, error: str | None, attempts: int
-) -> None:
-    record = {
-        "id": new_id(),
-        "kind": "recovery",
-        "ts": iso(gov.now()),
-        "session": tx["session"],
-        "agent": gov.agent,
-        "principal": None,
-        "tool": call.tool,
-        "effect": call.effect,
-        "phase": "commit",
-        "tx": tx["id"],
-        "plan": tx.get("plan"),
-        "args": call.args,
-        "args_sha256": None,
-        "decision": "allowed",
-        "reason": f"recovery: compensating {call.tool} step {first['seq']} of abandoned transaction {tx['id']}",
-        "compensates": first.get("trace"),
-        "checks": [
-            {"check": "recovery", "passed": ok,
-             "detail": f"{attempts} attempt(s)" + (f"; last error: {error}" if error else "")}
-        ],
-        "policy_sha256": gov.policy_sha256,
-        "budget": None,
-        "outcome": {"status": "ok" if ok else "error", "cost": 0.0, "duration_ms": None, "error": error},
-    }
-    gov.store.append(tx["session"], record, durable=True)
-    if ok and first.get("trace"):
-        gov._append_outcome(
-            tx["session"], first["trace"], {"status": "compensated", "cost": None, "duration_ms": None, "error": None}
-        )
+def _trace(gov: Any, tx: dict[str, Any], step: dict[str, Any], ok: bool, error: str | None, attempts: int) -> None:
+    store = gov.store
+    store.append(tx["session"], recovery_record(gov, tx, step, ok, error, attempts), durable=True)
+    if ok and step.get("trace"):
+        store.append(tx["session"], outcome_record(
+            tx["session"], step["trace"], outcome("compensated", None, None, None), gov.now()), durable=True)
 
 
-__all__ = ["RecoveryReport", "owner_identity", "recover"]
+def _no_outcome(gov: Any, tx: dict[str, Any], step: dict[str, Any]) -> None:
+    """A step begun and never finished (its process died): its reservation is released and its decision
+    gets the outcome ``error: "no outcome"`` (the reservation's id is the decision's)."""
+    store = gov.store
+    ref = step.get("trace")
+    if not ref:
+        return
+    store.release(ref)
+    store.append(tx["session"], outcome_record(tx["session"], ref, outcome("error", 0.0, None, NO_OUTCOME),
+                                               gov.now()), durable=True)
+
+
+__all__ = ["RecoveryReport", "recover"]
 

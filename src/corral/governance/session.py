@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from corral.errors import ApprovalPending, Blocked, ConfigError, PhaseError, TransactionFailed
+from corral.governance.approvals import same_principal
 from corral.governance.budget import FORCE_DECIDE, STOP, BudgetView
+from corral.governance.calls import CallHandle, abegin_call, begin_call
+from corral.governance.effects import IRREVERSIBLE, READ
 from corral.governance.phases import COMMIT, DECIDE, EXPLORE, check_transition
 from corral.governance.plans import Plan
+from corral.governance.records import event_record, outcome
+from corral.governance.run import run_async, run_sync
 from corral.governance.traces import Trace, iso, merge_records
+from corral.governance.transactions import Transaction
 from corral.ids import new_id
+
+
+@dataclass(slots=True)
+class Submission:
+    """What ``Session.submit`` did with a call: its result and trace, or that it was deferred to the end
+    of the commit (``deferred``; it is checked again and runs when the commit finishes)."""
+
+    result: Any
+    trace: Trace | None
+    deferred: bool = False
 
 
 class Session:
@@ -40,6 +57,7 @@ class Session:
         self.call_log: list[tuple[str, datetime]] = []
         self._tx: Any = None
         self.last_trace: Trace | None = None  # the latest call decision this process made, for live views
+        self._open_calls: dict[str, CallHandle] = {}
 
     # ----------------------------------------------------------------------------- start and resume
 
@@ -54,7 +72,7 @@ class Session:
         if session_id is not None and (not isinstance(session_id, str) or not session_id or len(session_id) > 200):
             raise ConfigError(f"a session id is a non-empty string of at most 200 characters, got {session_id!r}")
         session = cls(governor, session_id or new_id(), principal, tuple(roles), created=iso(governor.now()))
-        session._save()
+        session.save()
         return session
 
     @classmethod
@@ -77,8 +95,6 @@ class Session:
         )
         session.plans = plans
         if phase == COMMIT and record.get("tx"):
-            from corral.governance.transactions import Transaction
-
             tx = Transaction.restore(governor, session, record["tx"])
             if tx is not None:
                 session._tx = tx
@@ -88,7 +104,7 @@ class Session:
                 session.call_log.append((trace.tool, datetime.fromisoformat(trace.ts.replace("Z", "+00:00"))))
         return session
 
-    def _save(self) -> None:
+    def save(self) -> None:
         """Write the kernel's part of the session record, keeping what others (the harness) keep there."""
         store = self.governor.store
         record = store.get_session(self.id) or {}
@@ -137,52 +153,157 @@ class Session:
 
     def call(self, tool: str, /, **args: Any) -> Any:
         """Govern and run a tool. Inside a commit block it is a step of the transaction."""
-        tx = self._tx  # inside a commit block, even a finished transaction takes the call (and refuses it)
-        if tx is not None:
-            return tx.call(tool, **args)
-        if not self.governor.phases and self._is_write(tool, args):
-            return self._one_step(tool, args)
-        return self.governor.invoke(self, tool, args)
+        return self.invoke(tool, args).result
 
     async def acall(self, tool: str, /, **args: Any) -> Any:
+        return (await self.ainvoke(tool, args)).result
+
+    def invoke(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
+        """``call``, returning the finished ``CallHandle`` (``.result``, ``.trace`` with its outcome)."""
+        tx = self._tx  # inside a commit block, even a finished transaction takes the call (and refuses it)
+        if tx is not None:
+            return tx.invoke(tool, args)
+        if not self.governor.phases and self.is_write(tool, args):
+            return self._one_step(tool, args)
+        handle = begin_call(self, tool, args)
+        try:
+            result = run_sync(handle.pending.spec.fn, args)
+        except BaseException as exc:
+            handle.finish(error=exc)
+            raise
+        handle.finish(result=result)
+        return handle
+
+    async def ainvoke(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
         tx = self._tx
         if tx is not None:
-            return await tx.acall(tool, **args)
-        if not self.governor.phases and self._is_write(tool, args):
+            return await tx.ainvoke(tool, args)
+        if not self.governor.phases and self.is_write(tool, args):
             return await self._aone_step(tool, args)
-        return await self.governor.ainvoke(self, tool, args)
+        handle = await abegin_call(self, tool, args)
+        try:
+            result = await run_async(handle.pending.spec.fn, args)
+        except BaseException as exc:
+            await handle.afinish(error=exc)
+            raise
+        await handle.afinish(result=result)
+        return handle
 
-    def _is_write(self, tool: str, args: dict[str, Any]) -> bool:
+    def begin_call(self, tool: str, args: Mapping[str, Any] | None = None, *, annotate: Any = None,
+                   durable: bool = False, before_step: Any = None) -> CallHandle:
+        """Govern a call that runs elsewhere (a hook, a proxy, another framework): decide, reserve, trace
+        and — inside a commit — log its INTENT now; ``handle.finish(result=…)`` or ``finish(error=…)``
+        once it ran. Raises what ``call`` raises. With phases off, a write outside a commit is its own
+        one-step transaction, committed by ``finish``.
+
+        ``annotate`` adds fields to the decision record (a mapping, or a function of the pending call);
+        ``durable`` stores a read's decision before it runs, as a write's always is; ``before_step(pc,
+        idempotency_key)`` runs just before a transaction step's INTENT is logged.
+        """
+        tx, implicit = self._transaction_for(tool, args or {})
+        return begin_call(self, tool, args or {}, tx=tx, implicit=implicit, annotate=annotate, durable=durable,
+                          before_step=before_step)
+
+    async def abegin_call(self, tool: str, args: Mapping[str, Any] | None = None, *, annotate: Any = None,
+                          durable: bool = False, before_step: Any = None) -> CallHandle:
+        """``begin_call`` for async code: an async approver is awaited."""
+        tx, implicit = self._transaction_for(tool, args or {})
+        return await abegin_call(self, tool, args or {}, tx=tx, implicit=implicit, annotate=annotate,
+                                 durable=durable, before_step=before_step)
+
+    def _transaction_for(self, tool: str, args: Mapping[str, Any]) -> tuple[Any, bool]:
+        tx = self._tx
+        if tx is None and not self.governor.phases and self.is_write(tool, args):
+            return Transaction(self.governor, self, None, implicit=True), True
+        return tx, False
+
+    def submit(self, tool: str, args: Mapping[str, Any], *, defer_irreversible: bool = False,
+               outside_transaction: bool = False) -> Submission:
+        """Route a call the way an agent loop makes it (the harness and the MCP proxy share this): reads —
+        and, with ``outside_transaction``, the phase tools — run outside the open transaction, so a failing
+        read never rolls back writes; in commit an irreversible call is deferred to the end of the commit
+        when ``defer_irreversible`` (checked now, so a refusal comes back at once, and again when it
+        runs); any other write is a step of the transaction. Raises what ``call`` raises.
+        """
+        tx = self.open_transaction
+        effect = self.effect_of(tool, args)
+        if tx is not None and not outside_transaction and effect != READ:
+            if effect == IRREVERSIBLE and defer_irreversible:
+                tx.defer(tool, **args)
+                return Submission(None, None, deferred=True)
+            handle = tx.invoke(tool, args)
+        elif outside_transaction or effect == READ:
+            handle = begin_call(self, tool, args)
+            try:
+                result = run_sync(handle.pending.spec.fn, args)
+            except BaseException as exc:
+                handle.finish(error=exc)
+                raise
+            handle.finish(result=result)
+        else:
+            handle = self.invoke(tool, args)
+        return Submission(handle.result, handle.trace)
+
+    def is_write(self, tool: str, args: Mapping[str, Any]) -> bool:
+        """Does this call change the world (its effect, refined by ``effect_fn``, is not read)?"""
         spec = self.governor.tools.get(tool)
         if spec is None:
             return False
         try:
-            return spec.effect_for(spec.bind(args)) != "read"
+            return spec.effect_for(spec.bind(args)) != READ
         except Exception:
             return False  # the governed path will refuse it with a trace
 
-    def _one_step(self, tool: str, args: dict[str, Any]) -> Any:
-        """With phases off, a write outside a transaction is its own one-step transaction."""
-        from corral.governance.transactions import Transaction
+    def effect_of(self, tool: str, args: Mapping[str, Any]) -> str | None:
+        """The effect this call would have (None for an unknown tool; the declared one if args do not fit)."""
+        spec = self.governor.tools.get(tool)
+        if spec is None:
+            return None
+        try:
+            return spec.effect_for(spec.bind(args))
+        except Exception:
+            return spec.effect  # the governed call will refuse it, with a trace
 
+    def _one_step(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
+        """With phases off, a write outside a transaction is its own one-step transaction."""
         tx = Transaction(self.governor, self, None, implicit=True)
         try:
-            result = tx.call(tool, **args)
+            handle = tx.invoke(tool, args)
         except TransactionFailed as failed:
             raise failed.__cause__ or failed from None
         tx.finish(None)
-        return result
+        return handle
 
-    async def _aone_step(self, tool: str, args: dict[str, Any]) -> Any:
-        from corral.governance.transactions import Transaction
-
+    async def _aone_step(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
         tx = Transaction(self.governor, self, None, implicit=True)
         try:
-            result = await tx.acall(tool, **args)
+            handle = await tx.ainvoke(tool, args)
         except TransactionFailed as failed:
             raise failed.__cause__ or failed from None
         await tx.afinish(None)
-        return result
+        return handle
+
+    # ------------------------------------------------------------------------------- open handles
+
+    def track_call(self, handle: CallHandle) -> None:
+        """A handle begun in this process: ``close`` ends it if nobody finishes it."""
+        self._open_calls[handle.call_id] = handle
+
+    def forget_call(self, call_id: str) -> None:
+        self._open_calls.pop(call_id, None)
+
+    @property
+    def open_calls(self) -> list[CallHandle]:
+        """Handles begun in this process and not finished yet."""
+        return list(self._open_calls.values())
+
+    def close(self) -> None:
+        """This process is done with the session: every handle never finished is settled at 0 and
+        recorded ``error: "no outcome"``, and buffered records are written. The session stays resumable."""
+        for handle in list(self._open_calls.values()):
+            handle.abandon()
+        self._open_calls.clear()
+        self.governor.store.flush()
 
     # ------------------------------------------------------------------------------------ phases
 
@@ -197,7 +318,7 @@ class Session:
                     raise self._phase_refusal(target, str(exc)) from None
             if self._phase != target:
                 self._phase = target
-                self._save()
+                self.save()
 
     def _phase_refusal(self, target: str, reason: str, exc_type: type = PhaseError) -> Exception:
         record = {
@@ -210,10 +331,16 @@ class Session:
             "budget": self.budget.to_dict(),
         }
         try:
-            trace = self.governor.record_event(self, record)
+            trace = self.record_event(record)
         except Exception:
             trace = Trace(record)
         return exc_type(reason, trace=trace)
+
+    def record_event(self, fields: dict[str, Any]) -> Trace:
+        """Append a non-call record (a plan, a phase refusal) to this session's chain, durably."""
+        record = event_record(self.governor, self, fields)
+        self.governor.store.append(self.id, record, durable=True)
+        return Trace(record)
 
     def explore(self) -> _PhaseBlock:
         """``with s.explore():`` — reads only. Leaving the block keeps the phase."""
@@ -239,8 +366,6 @@ class Session:
         ``held``: the transaction belongs to the session, not to this process (a commit opened from a
         shell for another process to carry out); it is stored at once and recovery leaves it alone.
         """
-        from corral.governance.transactions import Transaction
-
         with self.lock:
             if self.open_transaction is not None:
                 raise self._phase_refusal(COMMIT, "a commit block is already open in this session")
@@ -261,11 +386,11 @@ class Session:
             if held:
                 tx.hold()
             else:  # stored at once, so a resumed session finds the commit it is in
-                tx._ensure_stored()
+                tx.store_now()
             self._tx = tx
             self.plan = bound
             self._phase = COMMIT
-            self._save()
+            self.save()
         return tx
 
     def _leave_commit(self) -> None:
@@ -273,7 +398,7 @@ class Session:
             self._tx = None
             self._phase = EXPLORE
             self.plan = None
-            self._save()
+            self.save()
 
     def end_commit(self, exc: BaseException | None = None, *, pause_on_pending: bool = False) -> Any:
         """Leave commit: run the deferred calls and commit, or (with ``exc``) roll back.
@@ -324,9 +449,8 @@ class Session:
         with self.lock:
             self.plans[plan.id] = plan
             self.plan = plan
-            self._save()
-        self.governor.record_event(
-            self,
+            self.save()
+        self.record_event(
             {
                 "kind": "plan",
                 "tool": "propose",
@@ -337,7 +461,7 @@ class Session:
                 "reason": f"plan {plan.id} proposed: {len(plan.steps)} step(s), sha256 {plan.sha256[:12]}…",
                 "checks": [{"check": "phase", "passed": True, "detail": f"{self._phase} allows propose"}],
                 "plan_sha256": plan.sha256,
-                "outcome": {"status": "ok", "cost": 0.0, "duration_ms": 0.0, "error": None},
+                "outcome": outcome("ok", 0.0, 0.0, None),
             },
         )
         return plan
@@ -347,13 +471,12 @@ class Session:
         found = self._plan(plan)
         if not isinstance(approver, str) or not approver:
             raise ConfigError("a plan approval must name who approves (approver='bob')")
-        if approver == self.principal and not self.governor.allow_self_approval:
+        if same_principal(approver, self.principal) and not self.governor.allow_self_approval:
             raise ConfigError(f"{approver} cannot approve their own plan")
         with self.lock:
             found.approved_by = approver
-            self._save()
-        self.governor.record_event(
-            self,
+            self.save()
+        self.record_event(
             {
                 "kind": "plan",
                 "tool": "approve_plan",
@@ -363,7 +486,7 @@ class Session:
                 "decision": "approved",
                 "reason": f"plan {found.id} approved by {approver}" + (f": {reason}" if reason else ""),
                 "checks": [{"check": "approval", "passed": True, "approver": approver, "detail": reason or ""}],
-                "outcome": {"status": "ok", "cost": 0.0, "duration_ms": 0.0, "error": None},
+                "outcome": outcome("ok", 0.0, 0.0, None),
             },
         )
         return found

@@ -5,9 +5,11 @@ exception leaves the block, the DONE reversible steps are compensated in reverse
 ``Call`` it undoes; an irreversible step that has run is the pivot, after which only retries remain.
 
 A step's INTENT (and, on the first step, the transaction's own record) goes into the same store batch as
-its reservation and decision (``Governor._record``), and DONE or FAILED into the same batch as its
-settlement and outcome (``Governor._finish``): the decision and its INTENT are stored together or not
-at all, and a step costs two commits.
+its reservation and decision (``pipeline.record``), and DONE or FAILED into the same batch as its
+settlement and outcome (``pipeline.finish``): the decision and its INTENT are stored together or not
+at all, and a step costs two commits. ``tx.call`` is ``tx.begin_call`` + running the tool + ``finish``;
+the step methods below (``record_step``, ``step_done``, ``step_failed``, ``fail``) are what a
+``CallHandle`` drives.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from corral.errors import (
     PhaseError,
     TransactionFailed,
 )
-from corral.governance.calls import Call, PendingCall
+from corral.governance.authorize import aauthorize, authorize
+from corral.governance.calls import Call, CallHandle, abegin_call, begin_call
 from corral.governance.effects import IRREVERSIBLE, READ
-from corral.governance.governor import run_async, run_async_positional, run_sync, run_sync_positional
-from corral.governance.traces import iso
+from corral.governance.owner import owner_identity
+from corral.governance.pipeline import PendingCall, finish, prepare, record
+from corral.governance.records import event_record, outcome, outcome_record
+from corral.governance.run import run_async, run_async_positional, run_sync, run_sync_positional, sleep
+from corral.governance.traces import Trace, iso
 from corral.ids import new_id
 from corral.store import LogStep, Op, PutTransaction, UpdateTransaction
 
@@ -46,12 +52,6 @@ COMPENSATED = "COMPENSATED"
 COMPENSATION_FAILED = "COMPENSATION_FAILED"
 
 REFUSALS = (Blocked, ApprovalPending, ApprovalDenied)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio  # only async transactions need it: the Claude Code hook imports this module per call
-
-    await asyncio.sleep(seconds)
 
 
 def json_safe(value: Any) -> Any:
@@ -102,8 +102,6 @@ class Transaction:
     @classmethod
     def restore(cls, governor: Any, session: Any, tx_id: str) -> Transaction | None:
         """Rebuild an open transaction from its log, so a resumed session can finish or roll it back."""
-        from corral.governance.recovery import owner_identity
-
         store = governor.store
         record = store.get_transaction(tx_id)
         if record is None or record.get("state") != OPEN:
@@ -140,8 +138,6 @@ class Transaction:
 
     def _record_doc(self) -> dict[str, Any]:
         """The transaction's own record, as it is first stored (with its first step, or when it pauses)."""
-        from corral.governance.recovery import owner_identity
-
         return {
             "id": self.id,
             "session": self.session.id,
@@ -153,7 +149,8 @@ class Transaction:
             "deferred": [list(d) for d in self.deferred],
         }
 
-    def _ensure_stored(self) -> None:
+    def store_now(self) -> None:
+        """Store the transaction's own record now (it is otherwise stored with its first step)."""
         if self._stored:
             return
         self.governor.store.put_transaction(self._record_doc())
@@ -184,33 +181,36 @@ class Transaction:
 
     def _paused(self, pending: ApprovalPending) -> None:
         """The transaction waits for a human: it belongs to the session now, and recovery leaves it alone."""
-        self._ensure_stored()
+        self.store_now()
         self.governor.store.update_transaction(self.id, {"paused_for": pending.approval_id})
 
     def hold(self) -> None:
         """Store the transaction now, held by its session: recovery leaves a held transaction alone."""
-        self._ensure_stored()
+        self.store_now()
         self.governor.store.update_transaction(self.id, {"held": True})
 
-    def _persist_deferred(self) -> None:
-        self._ensure_stored()
+    def persist_deferred(self) -> None:
+        """Store the list of deferred calls, so a resumed session runs them at the end of the commit."""
+        self.store_now()
         self.governor.store.update_transaction(self.id, {"deferred": [list(d) for d in self.deferred]})
 
-    def _authorize(self, pc: PendingCall) -> None:
+    def authorize(self, pc: PendingCall) -> None:
+        """The approval stage for a call in this transaction: a pause keeps the transaction for the session."""
         try:
-            self.governor._authorize(pc)
+            authorize(pc)
         except ApprovalPending as pending:
             self._paused(pending)
             raise
 
-    async def _aauthorize(self, pc: PendingCall) -> None:
+    async def aauthorize(self, pc: PendingCall) -> None:
         try:
-            await self.governor._aauthorize(pc)
+            await aauthorize(pc)
         except ApprovalPending as pending:
             self._paused(pending)
             raise
 
-    def _check_open(self, tool: str) -> None:
+    def check_open(self, tool: str) -> None:
+        """Refuse (traced, ``PhaseError``) a call on a transaction that has finished."""
         if self.state == OPEN:
             return
         reason = f"transaction {self.id} is {self.state}; it takes no more calls (tried {tool})"
@@ -219,24 +219,16 @@ class Transaction:
             "checks": [{"check": "transaction", "passed": False, "detail": reason}],
         }
         try:
-            trace = self.governor.record_event(self.session, record)
+            trace = _event(self.governor, self.session, record)
         except Exception:
             trace = None
         raise PhaseError(reason, trace=trace)
 
     # -------------------------------------------------------------------------------------- calls
 
-    def _step(self, pc: PendingCall) -> Step:
-        seq = len(self.steps) + 1
-        call = Call(
-            tool=pc.name,
-            args=dict(pc.given),
-            idempotency_key=f"{self.id}:{seq}",
-            tx=self.id,
-            session=self.session.id,
-            effect=pc.effect,
-        )
-        return Step(seq, call, pc.record["id"], pc)
+    def next_key(self) -> str:
+        """The idempotency key the next step will get (``TX:SEQ``)."""
+        return f"{self.id}:{len(self.steps) + 1}"
 
     def _intent(self, step: Step) -> list[Op]:
         """The log entries that open a step: INTENT, after the transaction's record on its first step."""
@@ -244,39 +236,24 @@ class Transaction:
         ops.append(LogStep(self.id, self._entry(step, INTENT)))
         return ops
 
-    def _record(self, pc: PendingCall) -> Step | None:
-        """Record the decision; for a write, with its INTENT in the same store batch (one commit).
+    def record_step(self, pc: PendingCall) -> Step:
+        """Record a write's decision with its INTENT, in one store batch (one commit), and add the step.
 
-        Reads are not logged. A refusal here (the reservation does not fit, the batch cannot be written)
-        raises ``Blocked`` with its trace and leaves no step behind.
+        A refusal here (the reservation does not fit, the batch cannot be written) raises ``Blocked`` with
+        its trace and leaves no step behind.
         """
-        if pc.effect == READ:
-            self.governor._record(pc)
-            return None
-        step = self._step(pc)
-        self.governor._record(pc, self._intent(step))
+        seq = len(self.steps) + 1
+        call = Call(tool=pc.name, args=dict(pc.given), idempotency_key=f"{self.id}:{seq}", tx=self.id,
+                    session=self.session.id, effect=pc.effect)
+        step = Step(seq, call, pc.record["id"], pc)
+        record(pc, self._intent(step))
         self._stored = True
         self.steps.append(step)
         return step
 
-    def _begin(self, pc: PendingCall) -> Step | None:
-        """INTENT on its own, for a decision already recorded by ``Governor._record`` (integrations that
-        split the pipeline); ``call`` writes both in one batch instead (``_record``)."""
-        if pc.effect == READ:
-            return None
-        step = self._step(pc)
-        try:
-            self.governor.store.batch(self._intent(step))
-        except Exception as exc:
-            self.governor._release(pc)
-            raise Blocked(f"governance fault: the transaction log could not be written: {exc!r}") from None
-        self._stored = True
-        self.steps.append(step)
-        return step
-
-    def _done(self, step: Step | None, pc: PendingCall, result: Any) -> None:
-        """The step ran: DONE with the settlement and the outcome, in one batch — and for the one step of
-        an implicit transaction (phases off), its commit too."""
+    def step_done(self, step: Step | None, pc: PendingCall, result: Any, cost: Any = None) -> None:
+        """The call ran: DONE with the settlement and the outcome, in one batch — and for the one step of
+        an implicit transaction (phases off), its commit too. A read in the transaction has no step."""
         ops: list[Op] = []
         commits = False
         if step is not None:
@@ -289,53 +266,68 @@ class Transaction:
             commits = self.implicit and not self.deferred and self.state == OPEN
             if commits:
                 ops.append(UpdateTransaction(self.id, {"state": COMMITTED}))
-        self.governor._finish(pc, result=result, ops=ops)
+        finish(pc, result=result, cost=cost, ops=ops)
         if commits:
             self.state = COMMITTED
 
-    def _failed(self, step: Step | None, pc: PendingCall, exc: BaseException) -> None:
-        """The step raised: FAILED with the settlement (at 0) and the outcome, in one batch."""
+    def step_failed(self, step: Step | None, pc: PendingCall, exc: BaseException) -> None:
+        """The call raised: FAILED with the settlement (at 0) and the outcome, in one batch."""
         ops: list[Op] = []
         if step is not None:
             step.call.error = f"{type(exc).__name__}: {exc}"
             step.status = FAILED
             ops.append(LogStep(self.id, self._entry(step, FAILED, error=step.call.error)))
-        self.governor._finish(pc, error=exc, ops=ops)
+        finish(pc, error=exc, ops=ops)
+
+    def begin_call(self, tool: str, args: Mapping[str, Any], **options: Any) -> CallHandle:
+        """The split form inside this transaction (DESIGN §10): decide and log INTENT now, ``finish`` later."""
+        return begin_call(self.session, tool, args, tx=self, implicit=self.implicit, **options)
+
+    async def abegin_call(self, tool: str, args: Mapping[str, Any], **options: Any) -> CallHandle:
+        return await abegin_call(self.session, tool, args, tx=self, implicit=self.implicit, **options)
+
+    def invoke(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
+        """Govern and run ``tool`` now; the finished handle (``.result``, ``.trace``). A refusal raises and
+        leaves the transaction open; a failure rolls back and raises ``TransactionFailed``."""
+        handle = begin_call(self.session, tool, args, tx=self)
+        fn = handle.pending.spec.fn
+        try:
+            result = run_sync(fn, args)
+        except Exception as exc:
+            step = self.steps[-1] if handle.idempotency_key else None
+            if step is not None and self.pivoted and handle.pending.spec.retryable:
+                result = self._retry(handle, step, exc)
+            else:
+                handle.finish(error=exc)
+                raise AssertionError("unreachable: a failed step rolls back and raises") from exc
+        handle.finish(result=result)
+        return handle
+
+    async def ainvoke(self, tool: str, args: Mapping[str, Any]) -> CallHandle:
+        handle = await abegin_call(self.session, tool, args, tx=self)
+        fn = handle.pending.spec.fn
+        try:
+            result = await run_async(fn, args)
+        except Exception as exc:
+            step = self.steps[-1] if handle.idempotency_key else None
+            if step is not None and self.pivoted and handle.pending.spec.retryable:
+                result = await self._aretry(handle, step, exc)
+            else:
+                await handle.afinish(error=exc)
+                raise AssertionError("unreachable: a failed step rolls back and raises") from exc
+        await handle.afinish(result=result)
+        return handle
 
     def call(self, tool: str, /, **args: Any) -> Any:
         """Govern and run ``tool`` now. A refusal raises and leaves the transaction open; a failure rolls back."""
-        self._check_open(tool)
-        pc = self.governor._prepare(self.session, tool, args, self)
-        self._authorize(pc)
-        step = self._record(pc)
-        try:
-            result = run_sync(pc.spec.fn, args)
-        except Exception as exc:
-            if step is not None and self.pivoted and pc.spec.retryable:
-                result = self._retry(step, pc, exc)
-            else:
-                self._failed(step, pc, exc)
-                self._fail(exc, f"{tool} failed: {exc}")
-        self._done(step, pc, result)
-        return result
+        return self.invoke(tool, args).result
 
     async def acall(self, tool: str, /, **args: Any) -> Any:
-        self._check_open(tool)
-        pc = self.governor._prepare(self.session, tool, args, self)
-        await self._aauthorize(pc)
-        step = self._record(pc)
-        try:
-            result = await run_async(pc.spec.fn, args)
-        except Exception as exc:
-            if step is not None and self.pivoted and pc.spec.retryable:
-                result = await self._aretry(step, pc, exc)
-            else:
-                self._failed(step, pc, exc)
-                await self._afail(exc, f"{tool} failed: {exc}")
-        self._done(step, pc, result)
-        return result
+        return (await self.ainvoke(tool, args)).result
 
-    def _retry(self, step: Step, pc: PendingCall, exc: Exception) -> Any:
+    def _retry(self, handle: CallHandle, step: Step, exc: Exception) -> Any:
+        """After the pivot a retryable step is tried again, with the same idempotency key."""
+        pc = handle.pending
         last: Exception = exc
         for attempt in range(2, self.governor.step_tries + 1):
             time.sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
@@ -344,20 +336,21 @@ class Transaction:
                 return run_sync(pc.spec.fn, step.call.args)
             except Exception as again:
                 last = again
-        self._failed(step, pc, last)
+        handle.finish(error=last, rollback=False)
         self._stuck(last, f"{step.call.tool} failed after the pivot, {self.governor.step_tries} tries: {last}")
         raise AssertionError("unreachable")
 
-    async def _aretry(self, step: Step, pc: PendingCall, exc: Exception) -> Any:
+    async def _aretry(self, handle: CallHandle, step: Step, exc: Exception) -> Any:
+        pc = handle.pending
         last: Exception = exc
         for attempt in range(2, self.governor.step_tries + 1):
-            await _sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
+            await sleep(self.governor.retry_backoff * (2 ** (attempt - 2)))
             self._log(step, FAILED, error=f"{type(last).__name__}: {last}", attempt=attempt - 1)
             try:
                 return await run_async(pc.spec.fn, step.call.args)
             except Exception as again:
                 last = again
-        self._failed(step, pc, last)
+        handle.finish(error=last, rollback=False)
         self._stuck(last, f"{step.call.tool} failed after the pivot, {self.governor.step_tries} tries: {last}")
         raise AssertionError("unreachable")
 
@@ -366,16 +359,19 @@ class Transaction:
 
         It is checked now, so a refusal surfaces at once, and checked again when it runs.
         """
-        self._check_open(tool)
+        self.check_open(tool)
         try:
-            self.governor._prepare(self.session, tool, args, self, dry=True)
+            prepare(self.session, tool, dict(args), self, dry=True)
         except GovernanceError as exc:
             if exc.trace is not None:
                 self.governor.store.append(self.session.id, exc.trace.to_dict(), durable=True)
             raise
         self.deferred.append((tool, dict(args)))
-        if self._stored:
-            self._persist_deferred()
+        try:  # stored at once: a resumed session runs it at the end of the commit
+            self.persist_deferred()
+        except BaseException:
+            self.deferred.pop()
+            raise
 
     async def adefer(self, tool: str, /, **args: Any) -> None:
         self.defer(tool, **args)
@@ -393,14 +389,15 @@ class Transaction:
             failed_compensations=self.failed_compensations,
         ) from cause
 
-    def _fail(self, cause: BaseException, message: str) -> None:
+    def fail(self, cause: BaseException, message: str) -> None:
+        """A step failed: roll back (or, past the pivot, stop) and raise ``TransactionFailed``."""
         if self.pivoted:
             self._stuck(cause, message)
         self.error = cause
         self.rollback()
         raise self._failure(cause, message) from cause
 
-    async def _afail(self, cause: BaseException, message: str) -> None:
+    async def afail(self, cause: BaseException, message: str) -> None:
         if self.pivoted:
             self._stuck(cause, message)
         self.error = cause
@@ -439,12 +436,12 @@ class Transaction:
             except ApprovalPending:
                 if pause_on_pending:
                     raise
-                self._fail(*_refused(tool))
+                self.fail(*_refused(tool))
             except GovernanceError as refused:
-                self._fail(refused, f"deferred {tool} was refused: {refused}")
+                self.fail(refused, f"deferred {tool} was refused: {refused}")
             self.deferred.pop(0)
             if self._stored:
-                self._persist_deferred()
+                self.persist_deferred()
         self._set_state(COMMITTED)
 
     async def afinish(self, exc: BaseException | None, *, pause_on_pending: bool = False) -> None:
@@ -465,12 +462,12 @@ class Transaction:
             except ApprovalPending:
                 if pause_on_pending:
                     raise
-                await self._afail(*_refused(tool))
+                await self.afail(*_refused(tool))
             except GovernanceError as refused:
-                await self._afail(refused, f"deferred {tool} was refused: {refused}")
+                await self.afail(refused, f"deferred {tool} was refused: {refused}")
             self.deferred.pop(0)
             if self._stored:
-                self._persist_deferred()
+                self.persist_deferred()
         self._set_state(COMMITTED)
 
     # -------------------------------------------------------------------------------- compensation
@@ -529,7 +526,7 @@ class Transaction:
             except Exception as exc:
                 last = exc
                 if attempt < self.governor.compensation_tries:
-                    await _sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
+                    await sleep(self.governor.retry_backoff * (2 ** (attempt - 1)))
                 continue
             self._compensated(step, attempt, started)
             return
@@ -537,7 +534,8 @@ class Transaction:
 
     def _compensation_trace(self, step: Step, status: str, error: str | None, attempts: int, started: float) -> None:
         duration = round((time.perf_counter() - started) * 1000, 3) if started else 0.0
-        self.governor.record_event(
+        _event(
+            self.governor,
             self.session,
             {
                 "kind": "compensation",
@@ -554,7 +552,7 @@ class Transaction:
                     {"check": "compensation", "passed": status == "ok",
                      "detail": f"{attempts} attempt(s)" + (f"; last error: {error}" if error else "")}
                 ],
-                "outcome": {"status": status, "cost": 0.0, "duration_ms": duration, "error": error},
+                "outcome": outcome(status, 0.0, duration, error),
             },
         )
 
@@ -562,11 +560,10 @@ class Transaction:
         step.compensated = True
         self._log(step, COMPENSATED, attempt=attempts)
         self._compensation_trace(step, "ok", None, attempts, started)
-        self.governor._append_outcome(
-            self.session.id,
-            step.trace_id,
-            {"status": "compensated", "cost": _outcome_cost(step), "duration_ms": None, "error": None},
-        )
+        gov = self.governor
+        gov.store.append(self.session.id, outcome_record(
+            self.session.id, step.trace_id, outcome("compensated", _outcome_cost(step), None, None), gov.now()),
+            durable=True)
 
     def _compensation_failed(self, step: Step, error: str, attempts: int, started: float) -> None:
         self._log(step, COMPENSATION_FAILED, error=error, attempt=attempts)
@@ -586,10 +583,16 @@ def _refused(tool: str) -> tuple[BaseException, str]:
 
 
 def _outcome_cost(step: Step) -> float:
-    if step.pc is None:
+    if step.pc is None or step.pc.outcome is None:
         return 0.0
-    outcome = step.pc.extra.get("outcome") or {}
-    return float(outcome.get("cost") or 0.0)
+    return float(step.pc.outcome.get("cost") or 0.0)
+
+
+def _event(gov: Any, session: Any, fields: dict[str, Any]) -> Trace:
+    """Append a non-call record (a compensation, a refusal of the transaction itself) to the chain."""
+    record = event_record(gov, session, fields)
+    gov.store.append(session.id, record, durable=True)
+    return Trace(record)
 
 
 __all__ = ["STATES", "Transaction"]

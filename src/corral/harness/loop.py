@@ -20,16 +20,14 @@ from decimal import Decimal
 from typing import Any
 
 from corral.errors import (
-    ApprovalDenied,
     ApprovalPending,
     Blocked,
-    ConfigError,
     GovernanceError,
-    PhaseError,
+    GovernanceFault,
     TransactionFailed,
 )
+from corral.governance import refusals
 from corral.governance.budget import DEGRADE, FORCE_DECIDE, STOP
-from corral.governance.effects import IRREVERSIBLE, READ
 from corral.harness.models.base import MODEL_CALL, Message, ToolCall, ToolSchema, estimate_tokens
 from corral.harness.runtime import CURRENT, HARNESS_KEY, Harness, RunContext
 from corral.harness.telemetry import record_decision, record_usage
@@ -214,9 +212,9 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
         label = f"model:{model.id}"
         try:
             reservation, estimate = harness.governor.reserve_spend(ctx.session, label, estimate)
+        except GovernanceFault as fault:  # the ledger failed: not a budget matter
+            raise _Stop(ERROR, f"stopped: {fault.reason}") from None
         except Blocked as refused:
-            if refused.reason.startswith("governance fault"):  # the ledger failed: not a budget matter
-                raise _Stop(ERROR, f"stopped: {refused.reason}") from None
             raise _Stop(BUDGET_STOP, _wrap_up(ctx, refused.reason)) from None
         emit("model", {"model": model.id, "estimate": float(estimate), "gate": gate})
         number = ctx.state.get("model_calls", 0)
@@ -288,7 +286,6 @@ def _resume_paused(harness: Harness, ctx: RunContext, transcript: list[Message],
 def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Events) -> Any:
     """One tool call: validate what the model sent, then run it through governance. Never raises,
     except ``ApprovalPending`` (the loop pauses on it)."""
-    gov = harness.governor
     tool = harness.tools.get(call.name)
     if call.arguments is None:
         return _error(call, f"arguments are not valid JSON: {call.error or call.raw_arguments!r}", emit)
@@ -301,36 +298,24 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
         return _error(call, "arguments do not fit the tool's schema: " + "; ".join(problems), emit)
     args = dict(call.arguments)
     session = ctx.session
+    phases = session.governor.phases
     try:
-        effect = _effect_of(harness, call.name, args)
-        tx = session.open_transaction
-        if tool.phase_tool or effect == READ or tx is None:
-            # phase tools and reads run outside the transaction: a failing read never rolls back writes
-            result = gov.invoke(session, call.name, args) if (tool.phase_tool or effect == READ) else session.call(
-                call.name, **args)
-        elif effect == IRREVERSIBLE and harness.defer_irreversible:
-            tx.defer(call.name, **args)
-            _persist_deferred(tx)
+        submitted = session.submit(call.name, args, defer_irreversible=harness.defer_irreversible,
+                                   outside_transaction=tool.phase_tool)
+        if submitted.deferred:
             result = {"deferred": True, "runs_at": "finish_commit"}
             emit("call", {"tool": call.name, "args": args, "result": result, "decision": "deferred",
                           "reason": "checked now; runs at finish_commit", "phase": session.phase,
                           "budget": session.budget.to_dict()})
             return result
-        else:
-            result = tx.call(call.name, **args)
+        result = submitted.result
     except ApprovalPending:
         raise
-    except Blocked as refused:
-        result = {"blocked": True, "reason": refused.reason, "hint": _hint(session, refused)}
-    except ApprovalDenied as denied:
-        result = {"denied": True, "reason": denied.reason, "hint": "do not retry this call as it is"}
     except TransactionFailed as failed:
         result = {"error": str(failed), "transaction": failed.tx.state if failed.tx else None,
                   "hint": "the transaction was rolled back; go back to decide and re-plan"}
-    except (PhaseError, ConfigError) as refused:
-        result = {"blocked": True, "reason": str(refused), "hint": _hint(session, refused)}
-    except GovernanceError as refused:
-        result = {"blocked": True, "reason": str(refused), "hint": _hint(session, refused)}
+    except GovernanceError as refused:  # Blocked, ApprovalDenied, PhaseError, ConfigError, faults
+        result = refusals.payload(refused, phase=session.phase, phases=phases, tools=refusals.HARNESS)
     except Exception as exc:  # the tool's own failure is its result
         result = {"error": f"{type(exc).__name__}: {exc}"}
     trace = session.last_trace
@@ -341,45 +326,10 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
     return result
 
 
-def _effect_of(harness: Harness, name: str, args: dict[str, Any]) -> str:
-    spec = harness.governor.tools[name]
-    try:
-        return spec.effect_for(spec.bind(args))
-    except Exception:
-        return spec.effect  # the governed call will refuse it, with a trace
-
-
-def _persist_deferred(tx: Any) -> None:
-    # the deferred list lives in memory too: the finish_commit in this run still runs it
-    with contextlib.suppress(Exception):
-        tx._persist_deferred()
-
-
 def _error(call: ToolCall, message: str, emit: Events) -> dict[str, Any]:
     emit("call", {"tool": call.name, "args": call.arguments, "result": {"error": message}, "decision": "refused",
                   "reason": message})
     return {"error": message}
-
-
-def _hint(session: Any, refused: Exception) -> str:
-    text = str(refused)
-    if "REQUIRE PLAN" in text or "not in plan" in text:
-        return "propose_plan with this call, then begin_commit with that plan"
-    if "force_decide" in text:
-        if not session.governor.phases:
-            return "the budget is running low: only reads run now; wrap up"
-        return "the budget is running low: back_to_explore or begin_decide, and re-plan with fewer calls"
-    if "stop gate" in text:
-        return "the budget is spent: wrap up and answer"
-    if ".rules:" in text or "<rules>:" in text:
-        return "the policy forbids this call: change it, or ask the user"
-    if not session.governor.phases:
-        return "change the call or ask the user"
-    if session.phase == "explore":
-        return "call begin_decide, then propose_plan, then begin_commit with the plan first"
-    if session.phase == "decide":
-        return "call begin_commit with the plan first"
-    return "change the call or ask the user"
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:

@@ -26,8 +26,7 @@ from that server's ``mcp:`` entry (``effects:``). The agent file can override: `
 ``effect:`` sets Bash's, ``builtin: files`` with ``effect:`` sets the file tools'. ``allowed_tools``
 limits what Claude Code may call at all: anything else is refused as an unknown tool.
 
-This module also holds ``begin_call`` — the kernel's pipeline split in two (decide now, settle after the
-framework ran the tool) — which the Strands, LangChain and OpenAI Agents adapters share.
+PreToolUse is the kernel's ``begin_call`` (decide now); PostToolUse finishes the call in a later process.
 
 Imports stay lazy: a hook answers in one process start, so only what a decision needs is loaded.
 """
@@ -44,11 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import ApprovalDenied, ApprovalPending, Blocked, ConfigError, GovernanceError, PhaseError
+from corral.governance import refusals
 
 if TYPE_CHECKING:
-    from corral.governance.calls import PendingCall
     from corral.governance.governor import Governor
-    from corral.governance.traces import Trace
+    from corral.governance.pipeline import PendingCall
     from corral.harness.config import AgentConfig
 
 READ = "read"
@@ -79,289 +78,10 @@ RESULT_CHARS = 2000
 # ======================================================================================================
 
 
-class CallHandle:
-    """A call that governance has allowed and whose outcome is not known yet.
-
-    Made by ``begin_call``; exactly one of ``ok``, ``failed`` or ``cancel`` settles it. Inside a commit
-    the call is a step of the transaction: ``failed`` rolls the transaction back, as ``tx.call`` does
-    when a tool raises, and returns the ``TransactionFailed`` that says what was undone.
-    """
-
-    __slots__ = ("_settled", "governor", "implicit", "pc", "session", "step", "tx")
-
-    def __init__(self, governor: Any, session: Any, pc: PendingCall, tx: Any, step: Any, implicit: bool) -> None:
-        self.governor = governor
-        self.session = session
-        self.pc = pc
-        self.tx = tx
-        self.step = step
-        self.implicit = implicit
-        self._settled = False
-
-    @property
-    def tool(self) -> str:
-        return self.pc.name
-
-    @property
-    def decision(self) -> str:
-        return self.pc.record["decision"]
-
-    @property
-    def reason(self) -> str:
-        return self.pc.record["reason"]
-
-    @property
-    def trace_id(self) -> str:
-        return self.pc.record["id"]
-
-    @property
-    def trace(self) -> Trace:
-        from corral.governance.traces import Trace
-
-        return Trace(self.pc.record)
-
-    def _settle_once(self) -> None:
-        if self._settled:
-            raise RuntimeError(f"the call to {self.pc.name} was already settled")
-        self._settled = True
-
-    def ok(self, result: Any) -> None:
-        """The tool ran and returned ``result``: settle its cost and record the outcome."""
-        self._settle_once()
-        if self.tx is None:
-            self.governor._finish(self.pc, result=result)
-            return
-        self.tx._done(self.step, self.pc, result)
-        if self.implicit:
-            self.tx.finish(None)
-
-    def failed(self, error: BaseException) -> GovernanceError | None:
-        """The tool raised: settle at 0; inside a commit, roll back and return the ``TransactionFailed``."""
-        from corral.errors import TransactionFailed
-
-        self._settle_once()
-        if self.tx is None:
-            self.governor._finish(self.pc, error=error)
-            return None
-        self.tx._failed(self.step, self.pc, error)
-        try:
-            self.tx._fail(error, f"{self.pc.name} failed: {error}")
-        except TransactionFailed as failed:
-            return None if self.implicit else failed
-        return None  # pragma: no cover - _fail always raises
-
-    async def afailed(self, error: BaseException) -> GovernanceError | None:
-        """``failed`` for async code: async compensations are awaited on the caller's loop."""
-        from corral.errors import TransactionFailed
-
-        self._settle_once()
-        if self.tx is None:
-            self.governor._finish(self.pc, error=error)
-            return None
-        self.tx._failed(self.step, self.pc, error)
-        try:
-            await self.tx._afail(error, f"{self.pc.name} failed: {error}")
-        except TransactionFailed as failed:
-            return None if self.implicit else failed
-        return None  # pragma: no cover - _afail always raises
-
-    def cancel(self, why: str) -> None:
-        """The framework did not run the call after all: give back its plan step and its reservation."""
-        self._settle_once()
-        self.governor._unconsume(self.pc)
-        error = _NotRun(why)
-        if self.tx is not None and self.step is not None:
-            self.tx._failed(self.step, self.pc, error)
-        else:
-            self.governor._finish(self.pc, error=error)
-
-
-class _NotRun(Exception):
-    """Recorded as the outcome of a call that was allowed but never ran."""
-
-
-def _prepare_split(
-    governor: Any, session: Any, tool: str, args: Mapping[str, Any], one_step: bool
-) -> tuple[Any, Any, bool]:
-    tx = getattr(session, "_tx", None)  # inside a commit block, even a finished transaction takes the call
-    implicit = False
-    if tx is None and one_step and not governor.phases and session._is_write(tool, dict(args)):
-        from corral.governance.transactions import Transaction
-
-        tx = Transaction(governor, session, None, implicit=True)
-        implicit = True
-    if tx is not None:
-        tx._check_open(tool)
-    pc = governor._prepare(session, tool, dict(args), tx)
-    return pc, tx, implicit
-
-
-def _after_authorize(
-    governor: Any,
-    session: Any,
-    pc: PendingCall,
-    tx: Any,
-    implicit: bool,
-    durable: bool,
-    before_step: Callable[[PendingCall, str], None] | None,
-) -> CallHandle:
-    """Record the decision (with its reservation, and a write's INTENT) in one store batch."""
-    if tx is not None and pc.effect != READ:
-        if before_step is not None:
-            try:
-                before_step(pc, f"{tx.id}:{len(tx.steps) + 1}")
-            except Exception as exc:  # nothing is recorded yet: give back the plan step (and an approval's
-                governor._release(pc)  # reservation), then refuse, traced
-                raise governor._refuse(session, pc.record, f"governance fault before {pc.name} could run: {exc}") \
-                    from None
-        step = tx._record(pc)
-        return CallHandle(governor, session, pc, tx, step, implicit)
-    from corral.store import Append
-
-    decision = pc.record["decision"] or pc.decision.decision
-    extra = []
-    if durable and pc.effect == READ and decision == "allowed":  # the kernel would keep it for the outcome
-        extra.append(Append(session.id, pc.record))
-    governor._record(pc, extra)
-    if extra:
-        pc.recorded = True
-    return CallHandle(governor, session, pc, tx, None, implicit)
-
-
-def begin_call(
-    governor: Governor,
-    session: Any,
-    tool: str,
-    args: Mapping[str, Any],
-    *,
-    annotate: Mapping[str, Any] | Callable[[PendingCall], Mapping[str, Any]] | None = None,
-    durable: bool = False,
-    one_step: bool = True,
-    before_step: Callable[[PendingCall, str], None] | None = None,
-) -> CallHandle:
-    """Govern a call that someone else will run: the first half of ``s.call``.
-
-    Runs the kernel's decision (tool, phase, plan, budget, rules), the approval step and the durable
-    record; inside a commit it logs the step's INTENT. Raises ``Blocked``, ``ApprovalPending``,
-    ``ApprovalDenied`` or ``PhaseError`` (each traced) when the call may not run; otherwise returns the
-    ``CallHandle`` to settle once the framework has run the tool.
-
-    ``annotate`` adds fields to the decision record before it is written (a mapping, or a function of the
-    ``PendingCall``; the Claude Code hook files the ``tool_use_id`` there);
-    ``durable`` writes a read's decision before it runs too; ``one_step=False`` skips the one-step
-    transaction that a write gets when phases are off; ``before_step(pc, idempotency_key)`` runs just
-    before a transaction step's INTENT (the hook snapshots a file there).
-    """
-    pc, tx, implicit = _prepare_split(governor, session, tool, args, one_step)
-    if annotate:
-        pc.record.update(annotate(pc) if callable(annotate) else annotate)
-    if tx is not None:
-        tx._authorize(pc)
-    else:
-        governor._authorize(pc)
-    return _after_authorize(governor, session, pc, tx, implicit, durable, before_step)
-
-
-async def abegin_call(
-    governor: Governor,
-    session: Any,
-    tool: str,
-    args: Mapping[str, Any],
-    *,
-    annotate: Mapping[str, Any] | Callable[[PendingCall], Mapping[str, Any]] | None = None,
-    durable: bool = False,
-    one_step: bool = True,
-    before_step: Callable[[PendingCall, str], None] | None = None,
-) -> CallHandle:
-    """``begin_call`` for async code: an async approver is awaited instead of run on a worker thread."""
-    pc, tx, implicit = _prepare_split(governor, session, tool, args, one_step)
-    if annotate:
-        pc.record.update(annotate(pc) if callable(annotate) else annotate)
-    if tx is not None:
-        await tx._aauthorize(pc)
-    else:
-        await governor._aauthorize(pc)
-    return _after_authorize(governor, session, pc, tx, implicit, durable, before_step)
-
-
-def _runs_in_its_framework(**args: Any) -> Any:
-    """The registered body of a framework's tool: the framework runs it; corral decides and settles."""
-    raise PhaseError("this tool is run by its agent framework; corral governs it through begin_call")
-
-
-def register_framework_tool(governor: Governor, name: str, effect: str | None = None, **options: Any) -> None:
-    """Make a framework's tool known to the governor with an effect (and cost, compensate, …).
-
-    Nothing to do when ``effect`` and ``options`` are both absent: the governor's own registration of
-    ``name`` applies, and if there is none, every call is refused as an unknown tool (fail closed).
-    A tool registered already keeps its registration; a different ``effect`` is a ``ConfigError``.
-    """
-    if effect is None and not options:
-        return
-    spec = governor.tools.get(name)
-    if spec is None:
-        try:
-            governor.register(name, _runs_in_its_framework, effect=effect or IRREVERSIBLE, **options)
-            return
-        except ConfigError:
-            spec = governor.tools.get(name)
-            if spec is None:
-                raise
-    if effect is not None and spec.effect != effect:
-        raise ConfigError(f"tool {name!r} is already registered with effect {spec.effect}, not {effect}")
-
-
 def refusal_message(exc: GovernanceError, tool: str | None = None, *, session_id: str | None = None,
                     agent: str | None = None) -> str:
-    """A refusal as the model reads it: what was refused, why, what to do, and the trace that proves it."""
-    trace = getattr(exc, "trace", None)
-    trace_id = getattr(trace, "id", None) if trace is not None else None
-    what = f" {tool}" if tool else ""
-    if isinstance(exc, ApprovalPending):
-        head = f"corral is holding{what} for a person's approval"
-    else:
-        head = f"corral refused{what}"
-    text = f"{head}: {exc}. What to do: {refusal_hint(exc, session_id, agent)}."
-    return text + (f" [trace {trace_id}]" if trace_id else "")
-
-
-def refusal_hint(exc: GovernanceError, session_id: str | None = None, agent: str | None = None) -> str:
-    """What to do about a refusal, from the check that failed — for a model, or a person, to act on."""
-    trace = getattr(exc, "trace", None)
-    checks = list(getattr(trace, "checks", None) or []) if trace is not None else []
-    failed = next((c for c in checks if c.get("passed") is False and c.get("check") != "rule"), None)
-    where = f" {session_id}" if session_id else " SESSION"
-    agent_opt = f" --agent {agent}" if agent else ""
-    if isinstance(exc, ApprovalPending):
-        approval = exc.approval_id or "ID"
-        return f"a person approves it with `corral approvals approve {approval} --as NAME`; then call it again"
-    if isinstance(exc, ApprovalDenied):
-        return "a person refused or let the approval expire; do not retry the same call"
-    if failed is None:
-        if any(c.get("check") == "rule" and c.get("matched") for c in checks):
-            return "a rule forbids this call; choose another way (or ask a person to change the policy)"
-        return "see the trace for every check"
-    kind = failed.get("check")
-    if kind == "phase":
-        if session_id is None:
-            return "writes need the commit phase (decide, propose a plan, then commit); until then only reads"
-        return (f"writes need the commit phase: a person moves the session on with `corral phase{where} decide`"
-                f" and then `corral phase{where} commit{agent_opt}`; meanwhile only reads are allowed")
-    if kind == "plan":
-        return "the commit runs only the plan's steps: propose a plan that includes this call, then commit it"
-    if kind == "budget":
-        if failed.get("gate") == "stop":
-            return "the budget is spent: stop and summarise what was done"
-        if failed.get("gate") == "force_decide":
-            return "the budget allows no new writes: go back to decide and re-plan"
-        return "this call does not fit in what is left of the budget"
-    if kind == "tool":
-        return "use one of the tools this agent is allowed"
-    if kind == "transaction":
-        return "the commit is over: start a new cycle (decide, then commit) for more writes"
-    if kind == "protect":
-        return "the agent's policy and corral's records cannot be changed from inside the session"
-    return "governance could not decide safely, so it refused; try again later or ask a person"
+    """A refusal as a framework's tool result reads it (``refusals.message``)."""
+    return refusals.message(exc, tool, session_id=session_id, agent=agent)
 
 
 # ======================================================================================================
@@ -769,20 +489,7 @@ class ClaudeCodeAgent:
         behind (the kernel stores a transaction at its first step): it is restored here as the open,
         empty transaction it is, instead of the session silently falling back to explore.
         """
-        from corral.governance.transactions import Transaction
-
-        gov = self.governor
-        session = gov.session(_principal(principal), roles, id=session_id, create=True)
-        record = gov.store.get_session(session_id) or {}
-        tx_id = record.get("tx")
-        if record.get("phase") == "commit" and tx_id and session.open_transaction is None \
-                and gov.store.get_transaction(tx_id) is None:
-            tx = Transaction(gov, session, session.plan)
-            tx.id = tx_id
-            tx._ensure_stored()
-            session._tx = tx
-            session._phase = "commit"
-        return session
+        return self.governor.session(_principal(principal), roles, id=session_id, create=True)
 
     def is_protected(self, path: Path) -> bool:
         resolved = path.resolve()
@@ -966,9 +673,11 @@ class Hook:
                     if tool in FILE_WRITERS and agent.declarations[tool].effect == REVERSIBLE:
                         agent.snapshots.take(key, _edited_path(tool, tool_input, event.get("cwd")))
 
+                from corral.governance.calls import begin_call
+
                 try:
-                    handle = begin_call(gov, session, tool, tool_input, annotate=annotate, durable=True,
-                                        one_step=False, before_step=snapshot)
+                    handle = begin_call(session, tool, tool_input, tx=session.open_transaction, annotate=annotate,
+                                        durable=True, before_step=snapshot)
                 except ApprovalPending as exc:
                     if session.open_transaction is not None:  # the lease, not the pause, keeps it alive
                         gov.store.update_transaction(session.open_transaction.id, {"paused_for": None})
@@ -981,16 +690,14 @@ class Hook:
                     return HookResult.answer("ask", self._explain(exc, sid, "corral needs a person's approval"))
                 except (Blocked, ApprovalDenied, PhaseError, ConfigError) as exc:
                     return HookResult.answer("deny", self._explain(exc, sid, "corral blocked this call"))
-                if handle.pc.plan_step is not None:
-                    session._save()  # the plan step is used: the next hook process must see that
-                record = handle.pc.record
-                step = handle.step
+                record = handle.trace.to_dict()
+                key = handle.idempotency_key
                 self._remember(sid, tool_use, {
                     "decision": record["id"], "verdict": record["decision"], "approval": record.get("approval"),
                     "principal": record.get("principal"), "tx": record.get("tx"), "effect": record.get("effect"),
-                    "estimate": str(handle.pc.estimate), "scopes": scopes, "reservation": handle.pc.reservation,
-                    "step": None if step is None else {"seq": step.seq, "key": step.call.idempotency_key,
-                                                       "args": step.call.args},
+                    "estimate": str(handle.estimate), "scopes": scopes, "reservation": handle.reservation,
+                    "step": None if key is None else {"seq": int(key.rsplit(":", 1)[1]), "key": key,
+                                                      "args": tool_input},
                 })
                 verdict = {"allowed": "allowed", "flagged": "allowed, flagged for review",
                            "approved": "approved"}.get(record["decision"], record["decision"])
@@ -1003,20 +710,17 @@ class Hook:
     def _protect(gov: Any, session: Any, tool: str, tool_input: Mapping[str, Any], declaration: ToolDeclaration,
                  target: Path) -> GovernanceError:
         """A traced refusal: the governed agent may not rewrite its own policy or corral's records."""
-        from corral.canonical import canonical_sha256
-        from corral.governance.traces import redact
+        from corral.governance.pipeline import refusal_record, refuse
 
-        record = gov._base_record(session, tool, gov.now(), session.open_transaction)
-        record.update({"effect": declaration.effect, "args": redact(tool_input, gov.redact_names),
-                       "args_sha256": canonical_sha256(tool_input)})
+        record = refusal_record(session, tool, declaration.effect, dict(tool_input))
         detail = f"{target} is corral's policy or state for this agent"
-        return gov._refuse(session, record, f"{tool} may not change {target}: it is corral's own policy or state",
-                           [{"check": "protect", "passed": False, "detail": detail}])
+        return refuse(session, record, f"{tool} may not change {target}: it is corral's own policy or state",
+                      [{"check": "protect", "passed": False, "detail": detail}])
 
     def _explain(self, exc: GovernanceError, sid: str, head: str) -> str:
         trace = getattr(exc, "trace", None)
         where = f" [trace {trace.id}]" if trace is not None and getattr(trace, "id", None) else ""
-        hint = refusal_hint(exc, sid, str(self.agent_path))
+        hint = refusals.hint(exc, session_id=sid, agent=str(self.agent_path))
         return f"{head}: {exc}. What to do: {hint}.{where}"
 
     def _session(self, agent: ClaudeCodeAgent, sid: str, event: Mapping[str, Any]) -> Any:
@@ -1404,22 +1108,17 @@ if __name__ == "__main__":  # pragma: no cover
 
 __all__ = [
     "BUILTIN_EFFECTS",
-    "CallHandle",
     "ClaudeCodeAgent",
     "FileSnapshots",
     "Hook",
     "HookResult",
     "ToolDeclaration",
-    "abegin_call",
-    "begin_call",
     "build_governor",
     "declare_tool",
     "hook_command",
     "install",
     "parse_event",
-    "refusal_hint",
     "refusal_message",
-    "register_framework_tool",
     "run",
     "settings_path",
 ]

@@ -30,8 +30,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from corral.errors import GovernanceError
-from corral.integrations.claude_code import abegin_call, begin_call, refusal_message, register_framework_tool
+from corral.errors import GovernanceError, TransactionFailed
+from corral.governance.refusals import message as refusal_message
+from corral.integrations.framework import register_framework_tool
 
 
 @functools.cache
@@ -79,7 +80,7 @@ def _classes() -> tuple[type, type]:
             if args:  # a single-string tool: its input goes to governance under the name "input"
                 kwargs = {"input": args[0], **kwargs}
             try:
-                call = begin_call(self.governor, self.session, self.name, kwargs)
+                call = self.session.begin_call(self.name, kwargs)
             except GovernanceError as refused:
                 raise CorralRefusal(refusal_message(refused, self.name), refused) from None
             except Exception as fault:  # fail closed
@@ -89,23 +90,23 @@ def _classes() -> tuple[type, type]:
                 message = self.inner.invoke(args[0] if args else self._call(kwargs, config), config=child)
                 failure = _failure_of(message)
             except Exception as error:
-                rolled_back = call.failed(error)
+                rolled_back = _finish_failed(call, error)
                 if rolled_back is not None:
                     raise CorralRefusal(f"{self.name} failed and corral rolled back: {rolled_back}",
                                         rolled_back) from error
                 raise
             if failure is not None:  # the original tool handled its own error: keep its text and status
-                rolled_back = call.failed(ToolException(failure))
+                rolled_back = _finish_failed(call, ToolException(failure))
                 note = f"\ncorral: {rolled_back}" if rolled_back is not None else ""
                 raise CorralRefusal(f"{failure}{note}", rolled_back)
-            call.ok(message)
+            call.finish(result=message)
             return self._unwrap(message)
 
         async def _arun(self, *args: Any, config: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
             if args:
                 kwargs = {"input": args[0], **kwargs}
             try:
-                call = await abegin_call(self.governor, self.session, self.name, kwargs)
+                call = await self.session.abegin_call(self.name, kwargs)
             except GovernanceError as refused:
                 raise CorralRefusal(refusal_message(refused, self.name), refused) from None
             except Exception as fault:
@@ -115,16 +116,16 @@ def _classes() -> tuple[type, type]:
                 message = await self.inner.ainvoke(args[0] if args else self._call(kwargs, config), config=child)
                 failure = _failure_of(message)
             except Exception as error:
-                rolled_back = await call.afailed(error)
+                rolled_back = await _afinish_failed(call, error)
                 if rolled_back is not None:
                     raise CorralRefusal(f"{self.name} failed and corral rolled back: {rolled_back}",
                                         rolled_back) from error
                 raise
             if failure is not None:
-                rolled_back = await call.afailed(ToolException(failure))
+                rolled_back = await _afinish_failed(call, ToolException(failure))
                 note = f"\ncorral: {rolled_back}" if rolled_back is not None else ""
                 raise CorralRefusal(f"{failure}{note}", rolled_back)
-            call.ok(message)
+            call.finish(result=message)
             return self._unwrap(message)
 
     def _failure_of(message: Any) -> str | None:
@@ -134,6 +135,23 @@ def _classes() -> tuple[type, type]:
         return None
 
     return GovernedTool, CorralRefusal
+
+
+def _finish_failed(call: Any, error: BaseException) -> Any:
+    """Record the failure; inside a commit that rolls back, the ``TransactionFailed`` (else None)."""
+    try:
+        call.finish(error=error)
+    except TransactionFailed as rolled_back:
+        return rolled_back
+    return None
+
+
+async def _afinish_failed(call: Any, error: BaseException) -> Any:
+    try:
+        await call.afinish(error=error)
+    except TransactionFailed as rolled_back:
+        return rolled_back
+    return None
 
 
 def __getattr__(name: str) -> Any:

@@ -41,9 +41,9 @@ from corral.errors import (
     ApprovalPending,
     ConfigError,
     GovernanceError,
-    PhaseError,
     TransactionFailed,
 )
+from corral.governance import refusals
 from corral.harness.tools.mcp import (
     DEFAULT_CALL_TIMEOUT,
     McpClient,
@@ -252,26 +252,14 @@ class GovernedProxy:
     def _run_tool(self, session: Any, name: str, args: dict[str, Any]) -> Any:
         """Reads run outside any transaction (a failing read never rolls back writes); writes go through
         the session, so a commit makes them transaction steps and explore or decide refuses them."""
-        from corral.governance.effects import READ
-
-        gov = self.governor
-        spec = gov.tools.get(name)
-        if spec is None:
-            return gov.invoke(session, name, args)  # refused and traced as an unknown tool
-        try:
-            effect = spec.effect_for(spec.bind(args))
-        except Exception:
-            effect = spec.effect  # the governed call refuses it, with a trace
-        if effect == READ:
-            return gov.invoke(session, name, args)
-        return session.call(name, **args)
+        return session.submit(name, args).result
 
     def _run_phase_tool(self, session: Any, name: str, args: dict[str, Any]) -> Any:
         from corral.harness.runtime import CURRENT, RunContext
 
         token = CURRENT.set(RunContext(harness=None, session=session, workspace=Path.cwd()))  # type: ignore[arg-type]
         try:
-            return self.governor.invoke(session, name, args)
+            return session.submit(name, args, outside_transaction=True).result
         finally:
             CURRENT.reset(token)
 
@@ -361,33 +349,15 @@ def _phase_schema(name: str) -> dict[str, Any]:
     return empty
 
 
+#: The proxy's phase tools, as refusal hints name them.
+PROXY_PHASE_TOOLS = refusals.PhaseTools(decide="corral_begin_decide", propose="corral_propose_plan",
+                                        commit="corral_begin_commit", explore="corral_back_to_explore",
+                                        finish="corral_finish_commit")
+
+
 def _hint(session: Any, refused: GovernanceError) -> str:
     """What a client can do about a refusal, from the check that refused it (the trace says which)."""
-    checks = list(getattr(refused.trace, "checks", None) or [])
-    failed = [c for c in checks if c.get("passed") is False or (c.get("check") == "rule" and c.get("matched"))]
-    kind = failed[0].get("check") if failed else ("phase" if isinstance(refused, PhaseError) else None)
-    gate = next((c.get("gate") for c in checks if c.get("check") == "budget" and c.get("gate")), None)
-    if kind == "phase":
-        if session.phase == "explore":
-            return ("writes wait for a plan: corral_begin_decide, corral_propose_plan with this call, "
-                    "then corral_begin_commit, and call it again")
-        if session.phase == "decide":
-            return "propose this call with corral_propose_plan, then corral_begin_commit, and call it again"
-        return "check the phase order: explore → decide (corral_begin_decide) → commit (corral_begin_commit)"
-    if kind == "plan":
-        return ("this call is not in the plan bound to the commit (or its step was used): finish or abort the "
-                "commit, then corral_begin_decide, corral_propose_plan with this call, corral_begin_commit")
-    if kind == "budget" or gate in ("force_decide", "stop"):
-        if gate == "stop" or "stop" in str(refused):
-            return "the budget is spent: stop and report"
-        return "the budget is running low: corral_begin_decide and re-plan with fewer or cheaper calls"
-    if kind == "rule":
-        return "a policy rule refuses this call: change the arguments, or ask a person"
-    if kind == "tool":
-        return "call one of the tools tools/list shows, with arguments that fit its schema"
-    if kind == "transaction":
-        return "that transaction has ended: corral_begin_decide and re-plan"
-    return "change the call, or ask the user"
+    return refusals.hint(refused, phase=session.phase, phases=session.governor.phases, tools=PROXY_PHASE_TOOLS)
 
 
 def _trace_id(exc: GovernanceError) -> str | None:

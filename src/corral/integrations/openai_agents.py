@@ -31,8 +31,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from corral.errors import ApprovalPending, GovernanceError
-from corral.integrations.claude_code import abegin_call, refusal_message, register_framework_tool
+from corral.errors import ApprovalPending, GovernanceError, TransactionFailed
+from corral.governance.refusals import message as refusal_message
+from corral.integrations.framework import register_framework_tool
 
 
 def govern_function_tool(
@@ -73,12 +74,12 @@ def govern_function_tool(
             return f"corral refused {name}: its arguments are not a JSON object"
         try:
             try:
-                call = await abegin_call(governor, session, name, args)
+                call = await session.abegin_call(name, args)
             except ApprovalPending as pending:
                 if not _approved_in_sdk(ctx, name) or pending.request is None:
                     return refusal(pending)
                 governor.approve(pending.request.id, approver, "approved through the Agents SDK (RunState.approve)")
-                call = await abegin_call(governor, session, name, args)
+                call = await session.abegin_call(name, args)
         except GovernanceError as refused:
             return refusal(refused)
         except Exception as fault:  # fail closed: a fault inside governance never runs the tool
@@ -86,11 +87,12 @@ def govern_function_tool(
         try:
             result = await raw(ctx, input_json)
         except Exception as error:
-            rolled_back = await call.afailed(error)
-            if rolled_back is not None:
+            try:
+                await call.afinish(error=error)
+            except TransactionFailed as rolled_back:
                 return f"{name} failed ({error}) and corral rolled back: {rolled_back}"
             raise
-        call.ok(result)
+        call.finish(result=result)
         return result
 
     async def needs_approval(run_context: Any, params: dict[str, Any], call_id: str) -> bool:
@@ -133,7 +135,7 @@ async def _corral_needs_approval(governor: Any, session: Any, name: str, params:
         if found["status"] == ap.APPROVED and now < _aware(expires):
             return False
     try:
-        call = await abegin_call(governor, session, name, params)
+        call = await session.abegin_call(name, params)
     except ApprovalPending:
         return True
     except GovernanceError:

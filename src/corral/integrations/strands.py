@@ -30,8 +30,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from corral.errors import ApprovalPending, GovernanceError
-from corral.integrations.claude_code import CallHandle, abegin_call, refusal_message, register_framework_tool
+from corral.errors import ApprovalPending, GovernanceError, TransactionFailed
+from corral.governance.calls import CallHandle
+from corral.governance.refusals import message as refusal_message
+from corral.integrations.framework import register_framework_tool
 
 APPROVAL_INTERRUPT = "corral-approval-"
 
@@ -112,7 +114,7 @@ class CorralHooks:
             event.cancel_tool = f"corral refused {name}: its input is not an object of named arguments"
             return
         try:
-            handle = await abegin_call(self.governor, self.session, name, args)
+            handle = await self.session.abegin_call(name, args)
         except ApprovalPending as pending:
             handle = await self._ask(event, pending, name, args)
         except GovernanceError as refused:
@@ -145,7 +147,7 @@ class CorralHooks:
                 self.governor.approve(request.id, answer.approver, answer.reason)
             else:
                 self.governor.deny(request.id, answer.approver, answer.reason)
-            return await abegin_call(self.governor, self.session, name, args)
+            return await self.session.abegin_call(name, args)
         except GovernanceError as refused:
             event.cancel_tool = refusal_message(refused, name)
         except Exception as fault:
@@ -170,10 +172,11 @@ class CorralHooks:
             if error is None and isinstance(result, Mapping) and result.get("status") == "error":
                 error = _ToolFailed(_text_of(result))
             if error is None:
-                handle.ok(result)
+                handle.finish(result=result)
                 return
-            failed = await handle.afailed(error)
-            if failed is not None:
+            try:
+                await handle.afinish(error=error)
+            except TransactionFailed as failed:
                 event.result = _with_note(result, f"corral: {failed}")
         except Exception as fault:  # the tool has run; say that its record is incomplete, do not crash the agent
             event.result = _with_note(event.result, f"corral could not record this call's outcome: {fault!r}")

@@ -22,6 +22,7 @@ from corral.store.protocol import (
     Settle,
     UpdateTransaction,
     check_ops,
+    gate_reached,
 )
 from corral.store.sqlite import query_words
 
@@ -108,6 +109,9 @@ class MemoryStore:
         for session_id, record in pending:
             self._seal_locked(session_id, record)
 
+    def writable(self) -> bool:
+        return True
+
     def flush(self) -> None:
         with self._lock:
             self._flush_locked()
@@ -135,15 +139,20 @@ class MemoryStore:
     def reserve(
         self, scopes: Sequence[tuple[str, Decimal]], amount: Decimal, expires_at: datetime
     ) -> str | None:
+        return self._reserve(Reserve(scopes, amount, expires_at))
+
+    def _reserve(self, op: Reserve) -> str | None:
+        scopes, amount, expires_at = op.scopes, op.amount, op.expires_at
+        gate = None if op.gate is None else Decimal(str(op.gate))
         with self._lock:
             for key, limit in scopes:
                 spent, reserved = self._scopes.get(key, (Decimal(0), Decimal(0)))
-                if spent + reserved + amount > limit:
+                if spent + reserved + amount > limit or gate_reached(spent, reserved, limit, gate):
                     return None
             for key, _ in scopes:
                 entry = self._scopes.setdefault(key, [Decimal(0), Decimal(0)])
                 entry[1] += amount
-            rid = new_id()
+            rid = op.id or new_id()
             self._reservations[rid] = (tuple(k for k, _ in scopes), amount, expires_at)
             return rid
 
@@ -202,7 +211,7 @@ class MemoryStore:
     def _apply_locked(self, op: Op, undo: list[Callable[[], None]]) -> Any:
         """Apply one operation through the public method, and note how to take it back."""
         if isinstance(op, Reserve):
-            rid = self.reserve(op.scopes, op.amount, op.expires_at)
+            rid = self._reserve(op)
             if rid is not None:
                 undo.append(lambda: self._unreserve_locked(rid))
             return rid

@@ -39,6 +39,7 @@ from corral.store.protocol import (
     UpdateTransaction,
     check_ops,
     describe_ops,
+    gate_reached,
 )
 from corral.store.sqlite import (
     ChainRecord,
@@ -297,6 +298,9 @@ class PostgresStore:
             ),
         )
 
+    def writable(self) -> bool:
+        return self._chain.writable()
+
     def flush(self) -> None:
         self._chain.flush()
 
@@ -413,7 +417,8 @@ class PostgresStore:
             for key, limit in op.limits:
                 spent, reserved = usage[key]
                 d_spent, d_reserved = deltas.get(key, zero)
-                if spent + d_spent + reserved + d_reserved + op.amount > limit:
+                if spent + d_spent + reserved + d_reserved + op.amount > limit or gate_reached(
+                        spent + d_spent, reserved + d_reserved, limit, op.gate):
                     raise DoesNotFit
             for key in op.keys:
                 spent, reserved = deltas.get(key, zero)

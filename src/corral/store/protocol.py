@@ -26,11 +26,24 @@ from corral.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class Reserve:
     """``reserve(scopes, amount, expires_at)``; its result is the reservation id. When it does not fit,
-    the whole batch writes nothing and ``batch`` returns None."""
+    the whole batch writes nothing and ``batch`` returns None.
+
+    ``gate``: a fraction (e.g. 0.75) — the reservation also does not fit when any scope has already used
+    ``gate × limit`` or more (spent + reserved, before this reservation). Judged inside the same atomic
+    step as the reservation itself, so processes racing one budget cannot all pass a gate a snapshot
+    showed open. ``id``: the reservation's id (default: a new one); the kernel uses the call's trace id.
+    """
 
     scopes: Sequence[tuple[str, Decimal]]
     amount: Decimal
     expires_at: datetime
+    gate: Decimal | float | None = None
+    id: str | None = None
+
+
+def gate_reached(spent: Decimal, reserved: Decimal, limit: Decimal, gate: Decimal | None) -> bool:
+    """Has a scope used ``gate`` of its limit already (before the reservation being judged)?"""
+    return gate is not None and spent + reserved >= gate * limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,9 @@ class Store(Protocol):
     def find_record(self, record_id: str) -> dict[str, Any] | None: ...
     def head_signature(self, session_id: str) -> str | None: ...  # HMAC of the head, with CORRAL_AUDIT_KEY
     def flush(self) -> None: ...
+    # False once a group-committed write has failed and the store has not answered since; it tries to
+    # write what is buffered first. A store that cannot be written blocks even reads (§9).
+    def writable(self) -> bool: ...
 
     # the budget ledger: scope keys like "session:01J…", "agent:refund-desk"
     def reserve(

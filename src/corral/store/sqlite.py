@@ -47,6 +47,7 @@ from corral.store.protocol import (
     UpdateTransaction,
     check_ops,
     describe_ops,
+    gate_reached,
 )
 from corral.store.urls import parse_sqlite_url
 
@@ -311,6 +312,7 @@ class GroupCommit:
             try:
                 result = write(batch)
             except BaseException:
+                self._failures += 1
                 given = {id(item) for item in items}
                 with self._cond:  # the buffered records go back, in front of any that came meanwhile
                     self._pending[:0] = [b for b in batch if id(b) not in given]
@@ -319,10 +321,22 @@ class GroupCommit:
                 raise
             for item in batch:
                 item.apply()
+            self._failures = 0
             return result
 
     def flush(self) -> None:
         self.write(())
+
+    def writable(self) -> bool:
+        """False while a write has failed and the store has not answered since: it tries once more now,
+        writing what is buffered. Governance blocks every call, reads too, while this is False (§9)."""
+        if not self._failures:
+            return True
+        try:
+            self.flush()
+        except Exception:
+            return False
+        return True
 
     @property
     def pending_count(self) -> int:
@@ -361,9 +375,7 @@ class GroupCommit:
                     return
             try:
                 self.flush()
-                self._failures = 0
             except Exception as exc:
-                self._failures += 1
                 log.warning("corral: could not write %d buffered audit record(s) to %s (attempt %d): %s",
                             self.pending_count, self.name, self._failures, exc)
                 with self._cond:  # back off, but wake at once for close()
@@ -589,6 +601,9 @@ class SQLiteStore:
             [(sid, seq, head, head_signature(self._key, sid, head)) for sid, (seq, head) in heads.items()],
         )
 
+    def writable(self) -> bool:
+        return self._chain.writable()
+
     def flush(self) -> None:
         self._chain.flush()
 
@@ -663,7 +678,7 @@ class SQLiteStore:
         usage = self._usage_in(conn, op.keys)
         for key, limit in op.limits:
             spent, reserved = usage[key]
-            if spent + reserved + op.amount > limit:
+            if spent + reserved + op.amount > limit or gate_reached(spent, reserved, limit, op.gate):
                 return False
         for key in op.keys:
             spent, reserved = usage[key]
@@ -947,12 +962,14 @@ class ReserveRow:
     amount: Decimal
     expires: int  # µs since the epoch (SQLite); PostgreSQL keeps ``expires_at``
     expires_at: datetime
+    gate: Decimal | None = None
 
     @classmethod
     def of(cls, op: Reserve) -> ReserveRow:
         limits = [(key, to_decimal(limit)) for key, limit in op.scopes]
-        return cls(new_id(), limits, [key for key, _ in limits], to_decimal(op.amount), to_micros(op.expires_at),
-                   to_utc(op.expires_at))
+        gate = None if op.gate is None else to_decimal(op.gate)
+        return cls(op.id or new_id(), limits, [key for key, _ in limits], to_decimal(op.amount),
+                   to_micros(op.expires_at), to_utc(op.expires_at), gate)
 
 
 @dataclass(frozen=True, slots=True)
