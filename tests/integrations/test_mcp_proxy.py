@@ -166,12 +166,24 @@ async def test_a_pending_approval_lets_the_same_call_through_exactly_once(tmp_pa
     assert any(c.get("approver") == "bob" for c in traces[2].checks)
 
 
-async def test_writes_wait_for_commit_and_follow_the_plan(tmp_path):
+async def test_writes_wait_for_commit_follow_the_plan_and_irreversible_ones_wait_for_finish(tmp_path):
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README").write_text("r")
+    subprocess.run(["git", "-C", str(repo), "add", "README"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+                   check=True)
     for name in ("a.txt", "b.txt", "secret.txt"):
         (repo / name).write_text(name)
     r = str(repo)
+
+    def staged() -> list[str]:
+        return subprocess.run(["git", "-C", r, "diff", "--cached", "--name-only"], capture_output=True,
+                              text=True).stdout.split()
+
+    def branches() -> list[str]:
+        out = subprocess.run(["git", "-C", r, "branch", "--format=%(refname:short)"], capture_output=True, text=True)
+        return sorted(out.stdout.split())
 
     async def call(tool: str, **args: Any) -> Any:
         return await client.call_tool(tool, args)
@@ -184,6 +196,7 @@ async def test_writes_wait_for_commit_and_follow_the_plan(tmp_path):
         assert write.is_error
         refusal = _payload(write)
         assert "not allowed in explore" in refusal["reason"] and "corral_begin_decide" in refusal["hint"]
+        assert refusal["session"] == session_id
 
         # a person moves the session from a shell; the proxy sees it on its next call
         moved = _corral("phase", session_id, "decide", "--agent", str(tmp_path / "agent.yaml"), cwd=tmp_path)
@@ -194,38 +207,43 @@ async def test_writes_wait_for_commit_and_follow_the_plan(tmp_path):
         plan = _payload(await call("corral_propose_plan", steps=[
             {"tool": "git_add", "args": {"repo_path": "*", "files": ["a.txt"]}},
             {"tool": "git_add", "args": {"repo_path": "*", "files": ["secret.txt"]}},
-            {"tool": "git_add", "args": {"repo_path": "*", "files": ["missing.txt"]}},
+            {"tool": "git_create_branch", "args": {"repo_path": "*", "branch_name": "feature"}},
         ]))
         assert plan["steps"] == 3
         begun = await call("corral_begin_commit")
         assert not begun.is_error and _payload(begun)["plan_id"] == plan["plan_id"]
 
+        # irreversible calls are checked when made: a refusal comes back at once …
         off_plan = await call("git_add", repo_path=r, files=["b.txt"])
         assert "not in plan" in _payload(off_plan)["reason"]
-        assert not (await call("git_add", repo_path=r, files=["a.txt"])).is_error
-        used = await call("git_add", repo_path=r, files=["a.txt"])  # each plan step is used once
-        assert "not in plan" in _payload(used)["reason"]
         secret = await call("git_add", repo_path=r, files=["secret.txt"])  # in the plan, but a rule blocks it
         assert re.fullmatch(r"never stage secrets \(\S*policy\.rules:4\)", _payload(secret)["reason"])
+        # … and an allowed one is deferred: nothing happens upstream before corral_finish_commit
+        added = await call("git_add", repo_path=r, files=["a.txt"])
+        assert not added.is_error and _payload(added) == {"deferred": True, "runs_at": "corral_finish_commit"}
+        branch = await call("git_create_branch", repo_path=r, branch_name="feature")
+        assert _payload(branch) == {"deferred": True, "runs_at": "corral_finish_commit"}
+        assert staged() == [] and "feature" not in branches()
 
         finished = _payload(await call("corral_finish_commit"))
         assert finished["committed"] is True
-        assert [s["tool"] for s in finished["steps"]] == ["git_add"]
-        staged = subprocess.run(["git", "-C", r, "diff", "--cached", "--name-only"], capture_output=True, text=True)
-        assert staged.stdout.split() == ["a.txt"]
+        assert [s["tool"] for s in finished["steps"]] == ["git_add", "git_create_branch"]
+        assert staged() == ["a.txt"] and "feature" in branches()
 
-        # a step that fails in commit rolls the transaction back, and the session is usable again
+        # a deferred step that fails at finish rolls the transaction back, and the session is usable again
         await call("corral_begin_decide")
         await call("corral_propose_plan", steps=[{"tool": "git_add", "args": {"repo_path": "*", "files": "*"}}])
         await call("corral_begin_commit")
-        broken = _payload(await call("git_add", repo_path=r, files=["missing.txt"]))
+        assert _payload(await call("git_add", repo_path=r, files=["missing.txt"]))["deferred"] is True
+        broken = _payload(await call("corral_finish_commit"))
         assert broken["transaction"] in ("rolled_back", "needs_attention") and "missing.txt" in broken["error"]
         again = await call("git_add", repo_path=r, files=["b.txt"])
         assert "not allowed in explore" in _payload(again)["reason"]
 
     decisions = [(t.tool, t.decision) for t in _traces(tmp_path, session_id)]
     assert ("git_add", "blocked") in decisions and ("corral_begin_commit", "allowed") in decisions
-    assert decisions.count(("git_add", "allowed")) == 2  # a.txt, and the one that failed upstream
+    # run at finish: a.txt, the branch, and the one that failed upstream
+    assert decisions.count(("git_add", "allowed")) == 2 and decisions.count(("git_create_branch", "allowed")) == 1
 
 
 async def test_an_upstream_that_breaks_mid_call_gives_errors_and_the_proxy_keeps_serving(tmp_path):
@@ -410,20 +428,29 @@ async def test_streamable_http_on_both_sides(tmp_path):
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         )
         lines = _stderr_lines(proxy)
-        session_id = _wait_for(lines, r"session (\S+)").group(1)
         url = _wait_for(lines, r"serving MCP on (\S+)").group(1)
-        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as client:
-            await client.initialize()
-            names = [t.name for t in (await client.list_tools()).tools]
+        async with streamable_http_client(url) as (read, write), ClientSession(read, write) as alice:
+            await alice.initialize()
+            names = [t.name for t in (await alice.list_tools()).tools]
             assert names == ["get_current_time", "convert_time", *PHASE_TOOLS]
-            ok = await client.call_tool("get_current_time", {"timezone": "Europe/Berlin"})
+            first = _wait_for(lines, r"session (\S+) for client (\S+)").group(1)
+            ok = await alice.call_tool("get_current_time", {"timezone": "Europe/Berlin"})
             assert not ok.is_error and ok.structured_content["timezone"] == "Europe/Berlin"
-            blocked = await client.call_tool("get_current_time", {"timezone": "Antarctica/Troll"})
-            assert blocked.is_error and _payload(blocked)["reason"].startswith("nobody lives there")
+            assert not (await alice.call_tool("corral_begin_decide", {})).is_error
+
+            # a second client of the same proxy is a session of its own: its own phase, its own chain
+            async with streamable_http_client(url) as (read2, write2), ClientSession(read2, write2) as bob:
+                await bob.initialize()
+                blocked = await bob.call_tool("get_current_time", {"timezone": "Antarctica/Troll"})
+                assert blocked.is_error and _payload(blocked)["reason"].startswith("nobody lives there")
+                second = _wait_for(lines, r"session (\S+) for client (\S+)").group(1)
+                assert second != first and _payload(blocked)["session"] == second
+                explore = _payload(await bob.call_tool("corral_back_to_explore", {}))
+                assert explore == {"phase": "explore"}
 
             upstream.kill()
             upstream.wait(timeout=10)
-            gone = await client.call_tool("get_current_time", {"timezone": "UTC"})
+            gone = await alice.call_tool("get_current_time", {"timezone": "UTC"})
             assert gone.is_error and "MCP server 'http://127.0.0.1" in _payload(gone)["error"]
         proxy.terminate()
         assert proxy.wait(timeout=20) == 0  # SIGTERM: a graceful stop, the session closed
@@ -432,4 +459,13 @@ async def test_streamable_http_on_both_sides(tmp_path):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-    assert [t.decision for t in _traces(tmp_path, session_id)] == ["allowed", "blocked", "allowed"]
+    calls = [(t.tool, t.decision) for t in _traces(tmp_path, first)]
+    assert calls == [("get_current_time", "allowed"), ("corral_begin_decide", "allowed"),
+                     ("get_current_time", "allowed")]
+    assert [(t.tool, t.decision) for t in _traces(tmp_path, second)] == [
+        ("get_current_time", "blocked"), ("corral_back_to_explore", "allowed")]
+    gov = governor_from_config(load_agent(agent))
+    try:
+        assert gov.session(id=first).phase == "decide" and gov.session(id=second).phase == "explore"
+    finally:
+        gov.close()
