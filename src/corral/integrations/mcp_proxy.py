@@ -760,16 +760,23 @@ SESSION_HEADER = "mcp-session-id"
 
 
 def offered_capabilities(capabilities: Any) -> Any:
-    """What the proxy says at ``initialize``: every capability the upstream offers (``listChanged``,
-    ``subscribe``, completions, logging, experimental, extensions), and tools always."""
+    """What the proxy says at ``initialize``: every capability of the upstream's that it relays — tools
+    (always), prompts, resources (``subscribe`` too), completions and logging, each with its
+    ``listChanged`` as the upstream says it. What it does not relay (tasks, experimental methods) it
+    does not claim."""
     import mcp_types as types
 
     if capabilities is None:
         return types.ServerCapabilities(tools=types.ToolsCapability(list_changed=False))
-    offered = capabilities.model_copy(deep=True)
-    if offered.tools is None:
-        offered.tools = types.ToolsCapability(list_changed=False)
-    return offered
+    tools = capabilities.tools.model_copy() if capabilities.tools is not None else types.ToolsCapability(
+        list_changed=False)
+    return types.ServerCapabilities(
+        tools=tools,
+        prompts=capabilities.prompts.model_copy() if capabilities.prompts is not None else None,
+        resources=capabilities.resources.model_copy() if capabilities.resources is not None else None,
+        completions=capabilities.completions.model_copy() if capabilities.completions is not None else None,
+        logging=capabilities.logging.model_copy() if capabilities.logging is not None else None,
+    )
 
 
 def build_server(proxy: GovernedProxy, connections: Connections, capabilities: Any, server_info: Any = None,
