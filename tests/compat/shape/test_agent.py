@@ -1020,3 +1020,35 @@ class TestInnerWorkings:
             assert tx.call("write_plc", cost=0.1, value=105) == "105 rpm"
         assert asked == [("write_plc", {"value": 105})]  # not the default, not the cost
 
+
+
+def test_calls_from_many_threads_each_get_their_own_record():
+    import threading
+
+    agent = Agent("a", budget=100.0)
+    gate = threading.Barrier(8)
+
+    def echo(n):
+        gate.wait(timeout=10)  # all eight calls are decided and running at once
+        return n
+
+    agent.tool("echo", effect=ToolEffect.READ, fn=echo)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            with agent.explore() as ctx:
+                assert ctx.call("echo", n=n) == n
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    by_id = {t.id: t for t in agent.session.traces}
+    assert sorted(t.result for t in agent.traces) == list(range(8))
+    for record in agent.traces:  # each record was made from the corral trace of its own call
+        assert by_id[record.trace_id].args == {"n": record.result}

@@ -35,6 +35,7 @@ from corral.governance.approvals import Approval, ApprovalRequest
 from corral.governance.budget import FORCE_DECIDE, STOP
 from corral.governance.effects import to_money
 from corral.governance.governor import Governor
+from corral.governance.run import run_sync
 from corral.governance.traces import Trace, iso
 from corral.governance.transactions import json_safe
 
@@ -295,41 +296,41 @@ class Agent:
         self._check_pace(tool_name, given, tx)
         cost_token = _CALL_COST.set(declared)
         asking = self._note_asking(tool_name, given)
-        before = self.session.last_trace
-        result: Any = None
-        raised: BaseException | None = None
-        refusal: GovernanceError | None = None
         try:
-            run = tx.kernel.call if tx is not None and tx.kernel is not None else self.session.call
-            result = run(tool_name, **given)
-        except ShapeError as exc:  # a governed call nested inside the tool was refused: the tool failed
-            raised = exc
-        except TransactionFailed as failed:
-            raised = failed.__cause__ or failed
-            if failed.tx is not None and failed.tx.state == "needs_attention":
-                _note(raised, failed)
-        except (Blocked, ApprovalPending, ApprovalDenied, KernelPhaseError) as exc:
-            refusal = exc
-        except BaseException as exc:
-            raised = exc
+            return self._run(tool_name, given, tx)
         finally:
             if asking is not None:
                 self._asking.pop(asking, None)
             _CALL_COST.reset(cost_token)
 
-        record = _decision_record(self.session.last_trace, before, tool_name, refusal)
-        if refusal is not None:
-            error = translate(refusal, tool_name, known=tool_name in self.governor.tools)
+    def _run(self, tool_name: str, given: dict[str, Any], tx: Transaction | None) -> Any:
+        """One call through the kernel's seam: ``begin_call`` decides (or refuses), the tool runs, the
+        handle's ``finish`` records the outcome — and, for a failed step, rolls the transaction back."""
+        kernel = tx.kernel if tx is not None and tx.kernel is not None else self.session
+        try:
+            handle = kernel.begin_call(tool_name, given)
+        except (Blocked, ApprovalPending, ApprovalDenied, KernelPhaseError) as refusal:
+            trace = refusal.trace
+            record = trace.to_dict() if isinstance(trace, Trace) and trace.kind == "call" else None
             waiting = isinstance(refusal, ApprovalPending | ApprovalDenied)
             self._trace(
                 tool_name, record, tx, error=_refusal_text(record, refusal),
                 refused="APPROVAL_REQUIRED" if waiting else "BLOCKED",
             )
-            raise error
-        self._trace(tool_name, record, tx, result=result, error=raised)
-        if raised is not None:
-            raise raised
-        if tx is not None and record is not None and record.get("effect") not in (None, "read"):
+            raise translate(refusal, tool_name, known=tool_name in self.governor.tools) from None
+        try:
+            result = run_sync(handle.pending.spec.fn, given)
+        except BaseException as exc:
+            try:
+                handle.finish(error=exc)
+            except TransactionFailed as failed:  # the step failed and the transaction rolled back
+                if failed.tx is not None and failed.tx.state == "needs_attention":
+                    _note(exc, failed)
+            self._trace(tool_name, handle.trace.to_dict(), tx, error=exc)
+            raise
+        trace = handle.finish(result=result)
+        self._trace(tool_name, trace.to_dict(), tx, result=result)
+        if tx is not None and handle.effect != "read":
             tx.buffer(tool_name, given, result, self.tools.get(tool_name, {}).get("compensation"))
         return result
 
@@ -561,18 +562,6 @@ def wrap_tool(
 
 def _args_key(tool: str, args: Mapping[str, Any]) -> tuple[str, str]:
     return tool, canonical_sha256(json_safe(dict(args)))
-
-
-def _decision_record(
-    latest: Trace | None, before: Trace | None, tool_name: str, refusal: GovernanceError | None
-) -> dict[str, Any] | None:
-    """The corral trace of this call: the refusal's, or the one the session recorded last (a new one)."""
-    trace = getattr(refusal, "trace", None) if refusal is not None else None
-    if isinstance(trace, Trace) and trace.kind == "call":
-        return trace.to_dict()
-    if latest is not None and latest is not before and latest.kind == "call" and latest.tool == tool_name:
-        return latest.to_dict()
-    return None
 
 
 def _refusal_text(record: Mapping[str, Any] | None, refusal: GovernanceError) -> str:
