@@ -17,7 +17,7 @@ import pytest
 from corral.errors import StoreError
 from corral.store import migrations as mig
 from corral.store import sqlite as sqlite_module
-from corral.store.sqlite import SQLiteStore, fts5_phrase, query_words
+from corral.store.sqlite import SQLiteStore, fts5_phrase
 
 
 def ids(results: list[dict[str, Any]]) -> list[str]:
@@ -147,11 +147,7 @@ def test_memories_persist_across_reopening(durable_backend: Any) -> None:
     assert ids(again.memory_search("desk/alice", "refund", 5)) == ["m1"]
 
 
-def test_query_words_are_plain_words() -> None:
-    assert query_words('NEAR(refund* "policy") AND -x tags:refund') == ["near", "refund", "policy", "and", "tags"]
-    assert query_words("alice_smith €uro") == ["alice", "smith", "uro"]
-    assert query_words("*\"()^:") == []
-    assert len(query_words(" ".join(f"w{i}" for i in range(100)))) == sqlite_module.MAX_QUERY_WORDS
+def test_a_word_is_one_fts5_string_never_an_operator() -> None:
     assert fts5_phrase('say "hi"') == '"say ""hi"""'
 
 

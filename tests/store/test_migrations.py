@@ -13,7 +13,6 @@ import pytest
 from corral.errors import ConfigError, StoreError
 from corral.store import migrations as mig
 from corral.store import open_store
-from corral.store import sqlite as sqlite_module
 from corral.store.sqlite import SQLiteStore
 
 
@@ -199,9 +198,3 @@ def test_a_record_that_cannot_be_json_is_refused(durable_backend: Any) -> None:
     with pytest.raises(StoreError, match="cannot be stored as JSON"):
         store.append("s1", {"id": "r1", "text": "\ud800"})  # a lone surrogate is no UTF-8
     assert store.records("s1") == []
-
-
-def test_the_shared_codec_is_exported() -> None:
-    assert sqlite_module.decode_doc("t", "k", '{"a": 1}') == {"a": 1}
-    with pytest.raises(StoreError, match="expected a JSON object"):
-        sqlite_module.decode_doc("t", "k", "[1]")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -24,12 +23,9 @@ from corral.store.protocol import (
     check_ops,
     gate_reached,
 )
-from corral.store.sqlite import query_words
+from corral.store.search import WORD, query_words
 
 _MISSING = object()
-
-_WORD = re.compile(r"[^\W_]+")  # as ``query_words`` reads a query
-
 
 def _alike(a: str, b: str) -> bool:
     """Equal, or one stem: a common prefix of 4+ letters leaving at most 2 letters of the shorter word."""
@@ -355,7 +351,7 @@ class MemoryStore:
     # "refunds", "refunded"; "policy", "policies"). No stop words and no term weighting, unlike the
     # databases: the SQL stores are the ones to trust for ranking among equals.
     def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
-        words = set(_WORD.findall((text + " " + tags).lower()))
+        words = set(WORD.findall((text + " " + tags).lower()))
         stems: dict[str, list[str]] = {}  # the words by their first four letters, for the stem-alike match
         for word in words:
             if len(word) >= 4:

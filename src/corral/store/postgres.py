@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from corral.errors import ConfigError, StoreError
-from corral.store.audit import audit_key
 from corral.store.migrations import (
     CURRENT_VERSION,
     POSTGRES_MIGRATION_LOCK,
@@ -31,29 +30,17 @@ from corral.store.migrations import (
     pending,
     too_new_message,
 )
-from corral.store.protocol import (
-    LogStep,
-    Op,
-    Reserve,
-    Settle,
-    UpdateTransaction,
-    check_ops,
-    describe_ops,
-    gate_reached,
-)
-from corral.store.sqlite import (
+from corral.store.protocol import LogStep, Reserve, Settle, UpdateTransaction, gate_reached
+from corral.store.search import query_words
+from corral.store.sql import (
     ChainRecord,
     DoesNotFit,
-    GroupCommit,
     ReserveRow,
+    SQLStore,
     StepRow,
     TxRow,
-    chain_record,
-    decode_doc,
-    encode_doc,
+    dialect,
     head_signature,
-    prepare_op,
-    query_words,
     to_decimal,
     to_utc,
 )
@@ -73,12 +60,14 @@ T = TypeVar("T")
 _RETRYABLE = ("40001", "40P01")  # serialization_failure, deadlock_detected
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """``PostgresStore("postgresql://user@host:5432/db")``; the URL is read as libpq reads it.
 
     ``pool_size`` bounds the connections of this process; ``timeout`` is how long an operation waits for
     a connection (seconds) before it fails with ``StoreError`` — and the kernel blocks the call.
     """
+
+    _sql = staticmethod(dialect("%s", order="ord", lock=" FOR UPDATE"))
 
     def __init__(
         self,
@@ -99,8 +88,8 @@ class PostgresStore:
         params = parse_postgres_url(url)
         if pool_size < 1:
             raise ConfigError(f"pool_size must be ≥ 1, got {pool_size!r}")
-        self.url = url
-        self._where = f"PostgreSQL store {redact_url(url)}"
+        super().__init__(url, f"PostgreSQL store {redact_url(url)}", batch_size=batch_size,
+                         flush_interval=flush_interval)
         self._kwargs: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
             self._kwargs["connect_timeout"] = connect_timeout
@@ -111,8 +100,6 @@ class PostgresStore:
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
-        self._key = audit_key()
-        self._chain = GroupCommit(self._write_chain, size=batch_size, interval=flush_interval, name=self._where)
         self._migrate()
 
     def __repr__(self) -> str:
@@ -223,38 +210,7 @@ class PostgresStore:
     def schema_version(self) -> int:
         return self._run("reading the schema version", _postgres_version, transaction=False)
 
-    # ------------------------------------------------------------------------------------- sessions
-
-    def put_session(self, record: dict[str, Any]) -> None:
-        args = (record["id"], record.get("agent"), encode_doc(record))
-        self._run("put_session", lambda conn: conn.execute(
-            "INSERT INTO sessions (id, agent, doc) VALUES (%s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, doc = excluded.doc", args
-        ), transaction=False)
-
-    def get_session(self, session_id: str) -> dict[str, Any] | None:
-        row = self._run("get_session", lambda conn: conn.execute(
-            "SELECT doc FROM sessions WHERE id = %s", (session_id,)
-        ).fetchone(), transaction=False)
-        return None if row is None else decode_doc("sessions", session_id, row[0])
-
-    def list_sessions(self, agent: str | None = None) -> list[dict[str, Any]]:
-        def work(conn: Any) -> list[Any]:
-            if agent is None:
-                return conn.execute("SELECT id, doc FROM sessions ORDER BY ord").fetchall()
-            return conn.execute("SELECT id, doc FROM sessions WHERE agent = %s ORDER BY ord", (agent,)).fetchall()
-
-        return [decode_doc("sessions", key, doc) for key, doc in self._run("list_sessions", work, transaction=False)]
-
     # ------------------------------------------------------------------------------------ audit chain
-
-    def append(self, session_id: str, record: dict[str, Any], *, durable: bool = True) -> dict[str, Any]:
-        item = ChainRecord.of(session_id, record)
-        if durable:
-            self._chain.write([item])
-        else:
-            self._chain.buffer(item)
-        return record
 
     def _write_chain(self, batch: list[ChainRecord]) -> None:
         def work(conn: Any) -> None:
@@ -297,45 +253,6 @@ class PostgresStore:
                 [head_signature(self._key, sid, heads[sid][1]) for sid in sids],
             ),
         )
-
-    def writable(self) -> bool:
-        return self._chain.writable()
-
-    def flush(self) -> None:
-        self._chain.flush()
-
-    def records(self, session_id: str) -> list[dict[str, Any]]:
-        self._chain.flush()
-        rows = self._run("records", lambda conn: conn.execute(
-            "SELECT seq, prev, hash, record FROM audit WHERE session_id = %s ORDER BY seq", (session_id,)
-        ).fetchall(), transaction=False)
-        return [chain_record(text, prev, digest, session_id=session_id, seq=seq) for seq, prev, digest, text in rows]
-
-    def find_record(self, record_id: str) -> dict[str, Any] | None:
-        self._chain.flush()
-        row = self._run("find_record", lambda conn: conn.execute(
-            "SELECT session_id, seq, prev, hash, record FROM audit WHERE record_id = %s "
-            "ORDER BY session_id, seq LIMIT 1", (record_id,)
-        ).fetchone(), transaction=False)
-        if row is None:
-            return None
-        sid, seq, prev, digest, text = row
-        return chain_record(text, prev, digest, session_id=sid, seq=seq)
-
-    def head(self, session_id: str) -> str | None:
-        self._chain.flush()
-        row = self._run("head", lambda conn: conn.execute(
-            "SELECT seq, head FROM heads WHERE session_id = %s", (session_id,)
-        ).fetchone(), transaction=False)
-        return None if row is None or not row[0] else str(row[1])
-
-    def head_signature(self, session_id: str) -> str | None:
-        """The HMAC stored beside the head (``audit.verify_session`` checks it against the key)."""
-        self._chain.flush()
-        row = self._run("head_signature", lambda conn: conn.execute(
-            "SELECT seq, hmac FROM heads WHERE session_id = %s", (session_id,)
-        ).fetchone(), transaction=False)
-        return None if row is None or not row[0] else row[1]
 
     # ------------------------------------------------------------------------------------ the ledger
 
@@ -443,9 +360,6 @@ class PostgresStore:
             self._lock_scopes(conn, list(deltas))
             self._add_to_scopes(conn, deltas)
 
-    def release(self, reservation_id: str) -> None:
-        self.settle(reservation_id, Decimal(0))
-
     def usage(self, scope_keys: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
         keys = list(scope_keys)
         rows = self._run("usage", lambda conn: conn.execute(
@@ -473,27 +387,19 @@ class PostgresStore:
 
     # ------------------------------------------------------------------------------- the unit of work
 
-    def batch(self, ops: Sequence[Op]) -> list[Any] | None:
-        """Every operation in one transaction: one commit, all or nothing, in two round trips.
+    def _write_batch(self, what: str, prepared: list[Any], chain: list[ChainRecord]) -> list[Any]:
+        """The batch in one transaction, in two round trips.
 
         Rows are locked in one order for every writer — the settled reservations, the budget scopes
         (sorted), the sessions' heads (sorted, as ``append`` locks them), the transactions' step logs
         (sorted) — so batches never deadlock with each other or with the single operations. The ledger
         and head locks go out together (the first round trip); every write and the COMMIT follow in one
-        pipeline (the second). With records to append it goes through the group commit's chain lock and
-        writes the buffered read records first, in the same transaction. Returns None, having written
-        nothing, when a reservation does not fit.
+        pipeline (the second). Raises ``DoesNotFit`` (rolled back) when a reservation does not fit.
         """
-        ops = check_ops(ops)
-        if not ops:
-            return []
-        what = describe_ops(ops)
-        prepared = [prepare_op(op) for op in ops]
-        items = [p for p in prepared if isinstance(p, ChainRecord)]
         ledger = [p for p in prepared if isinstance(p, ReserveRow | Settle)]
         logged = sorted({p.tx_id for p in prepared if isinstance(p, StepRow)})
 
-        def work(conn: Any, chain: list[ChainRecord]) -> list[Any]:
+        def work(conn: Any) -> list[Any]:
             scopes = self._lock_ledger(conn, ledger) if ledger else None
             heads = self._lock_heads(conn, chain) if chain else None
             if scopes is not None:
@@ -518,107 +424,9 @@ class PostgresStore:
                     results.append(None)
             return results
 
-        def write(chain: list[ChainRecord]) -> list[Any]:
-            return self._run(what, lambda conn: work(conn, chain), pipeline=True)
-
-        try:
-            return self._chain.write_with(items, write) if items else write([])
-        except DoesNotFit:
-            return None
-
-    # ------------------------------------------------------------------------------------- approvals
-
-    def put_approval(self, record: dict[str, Any]) -> None:
-        args = (record["id"], record.get("binding"), record.get("session"), record.get("status"), encode_doc(record))
-        self._run("put_approval", lambda conn: conn.execute(
-            "INSERT INTO approvals (id, binding, session, status, doc) VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET binding = excluded.binding, session = excluded.session, "
-            "status = excluded.status, doc = excluded.doc", args
-        ), transaction=False)
-
-    def get_approval(self, approval_id: str) -> dict[str, Any] | None:
-        row = self._run("get_approval", lambda conn: conn.execute(
-            "SELECT doc FROM approvals WHERE id = %s", (approval_id,)
-        ).fetchone(), transaction=False)
-        return None if row is None else decode_doc("approvals", approval_id, row[0])
-
-    def find_approvals(
-        self, *, binding: str | None = None, session: str | None = None, status: str | None = None
-    ) -> list[dict[str, Any]]:
-        where, params = [], []
-        for column, value in (("binding", binding), ("session", session), ("status", status)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        sql = "SELECT id, doc FROM approvals"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._run("find_approvals", lambda conn: conn.execute(sql + " ORDER BY ord", params).fetchall(),
-                         transaction=False)
-        return [decode_doc("approvals", key, doc) for key, doc in rows]
-
-    def resolve_approval(self, approval_id: str, expect: str, fields: dict[str, Any]) -> bool:
-        """Compare-and-set on status: applies ``fields`` only if the status is still ``expect``."""
-
-        def work(conn: Any) -> bool:
-            row = conn.execute("SELECT doc FROM approvals WHERE id = %s FOR UPDATE", (approval_id,)).fetchone()
-            if row is None:
-                return False
-            doc = decode_doc("approvals", approval_id, row[0])
-            if doc.get("status") != expect:
-                return False
-            doc.update(fields)
-            conn.execute(
-                "UPDATE approvals SET binding = %s, session = %s, status = %s, doc = %s WHERE id = %s",
-                (doc.get("binding"), doc.get("session"), doc.get("status"), encode_doc(doc), approval_id),
-            )
-            return True
-
-        return self._run("resolve_approval", work)
+        return self._run(what, work, pipeline=True)
 
     # ---------------------------------------------------------------------------------- transactions
-
-    def put_transaction(self, record: dict[str, Any]) -> None:
-        row = TxRow.of(record)
-        self._run("put_transaction", lambda conn: self._put_transaction_in(conn, row), transaction=False)
-
-    @staticmethod
-    def _put_transaction_in(conn: Any, row: TxRow) -> None:
-        conn.execute(
-            "INSERT INTO transactions (id, state, doc) VALUES (%s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET state = excluded.state, doc = excluded.doc",
-            (row.tx_id, row.state, row.doc),
-        )
-
-    def update_transaction(self, tx_id: str, fields: dict[str, Any]) -> None:
-        self._run("update_transaction", lambda conn: self._update_transaction_in(conn, tx_id, fields))
-
-    def _update_transaction_in(self, conn: Any, tx_id: str, fields: dict[str, Any]) -> None:
-        row = conn.execute("SELECT doc FROM transactions WHERE id = %s FOR UPDATE", (tx_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"{self._where}: update_transaction: no transaction {tx_id!r}")
-        doc = decode_doc("transactions", tx_id, row[0])
-        doc.update(fields)
-        conn.execute(
-            "UPDATE transactions SET state = %s, doc = %s WHERE id = %s", (doc.get("state"), encode_doc(doc), tx_id)
-        )
-
-    def get_transaction(self, tx_id: str) -> dict[str, Any] | None:
-        row = self._run("get_transaction", lambda conn: conn.execute(
-            "SELECT doc FROM transactions WHERE id = %s", (tx_id,)
-        ).fetchone(), transaction=False)
-        return None if row is None else decode_doc("transactions", tx_id, row[0])
-
-    def transactions(self, states: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        def work(conn: Any) -> list[Any]:
-            if states is None:
-                return conn.execute("SELECT id, doc FROM transactions ORDER BY ord").fetchall()
-            return conn.execute(
-                "SELECT id, doc FROM transactions WHERE state = ANY(%s) ORDER BY ord", (list(states),)
-            ).fetchall()
-
-        return [decode_doc("transactions", key, doc) for key, doc in self._run("transactions", work,
-                                                                                  transaction=False)]
 
     def log_step(self, tx_id: str, entry: dict[str, Any]) -> None:
         row = StepRow.of(LogStep(tx_id, entry))
@@ -634,34 +442,12 @@ class PostgresStore:
         """Serialise writers of one transaction's log; the lock ends with the database transaction."""
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('corral.tx_steps:' || %s, 0))", (tx_id,))
 
-    @staticmethod
-    def _log_step_in(conn: Any, row: StepRow) -> None:
-        """Append to a transaction's log; the caller holds its lock (``_lock_step_log``)."""
-        conn.execute(
-            "INSERT INTO tx_steps (tx_id, pos, entry) "
-            "SELECT %s, COALESCE(MAX(pos), 0) + 1, %s FROM tx_steps WHERE tx_id = %s",
-            (row.tx_id, row.doc, row.tx_id),
-        )
-
-    def steps(self, tx_id: str) -> list[dict[str, Any]]:
-        rows = self._run("steps", lambda conn: conn.execute(
-            "SELECT pos, entry FROM tx_steps WHERE tx_id = %s ORDER BY pos", (tx_id,)
-        ).fetchall(), transaction=False)
-        return [decode_doc("tx_steps", f"{tx_id}#{pos}", entry) for pos, entry in rows]
-
     # ----------------------------------------------------------------------------------- long-term memory
 
     # ``memories.search`` is a stored ``tsvector`` generated from text and tags (``'english'``: stemmed,
     # stop words dropped), GIN-indexed. A query is an OR of ``plainto_tsquery`` per word — never the user's
     # text as tsquery syntax. A memory's rank: how many of the query's words it has (more first), then
     # ``ts_rank`` (best first), then the newest.
-
-    def memory_put(self, namespace: str, memory_id: str, text: str, tags: str) -> None:
-        self._run("memory_put", lambda conn: conn.execute(
-            "INSERT INTO memories (id, namespace, text, tags) VALUES (%s, %s, %s, %s) ON CONFLICT (id) "
-            "DO UPDATE SET namespace = excluded.namespace, text = excluded.text, tags = excluded.tags",
-            (memory_id, namespace, text, tags),
-        ), transaction=False)
 
     def memory_search(self, namespace: str, query: str, limit: int) -> list[dict[str, Any]]:
         """The memories of ``namespace`` with most of ``query``'s words, best ``ts_rank`` first among equals."""
@@ -680,11 +466,6 @@ class PostgresStore:
             (*words, *words, namespace, limit),
         ).fetchall(), transaction=False)
         return [{"id": mid, "text": text, "tags": tags} for mid, text, tags in rows]
-
-    def memory_delete(self, memory_id: str) -> None:
-        self._run("memory_delete", lambda conn: conn.execute(
-            "DELETE FROM memories WHERE id = %s", (memory_id,)
-        ), transaction=False)
 
     # ----------------------------------------------------------------------------------------- close
 

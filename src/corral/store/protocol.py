@@ -18,8 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
-from corral.errors import ConfigError
-
 # ------------------------------------------------------------------------ the operations of a batch
 
 
@@ -156,28 +154,3 @@ class Store(Protocol):
     def memory_delete(self, memory_id: str) -> None: ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: Any = None) -> Store:
-    """``None`` or ``"memory://"`` → in memory. Other URLs are recognised by scheme."""
-    if url is None or url == "memory://" or url == "memory":
-        from corral.store.memory import MemoryStore
-
-        return MemoryStore()
-    if isinstance(url, Store):
-        return url
-    if not isinstance(url, str):
-        raise ConfigError(f"store must be a URL string or a Store, got {url!r}")
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite":
-        from corral.store.sqlite import SQLiteStore  # type: ignore[import-not-found]
-
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        from corral.store.postgres import PostgresStore  # type: ignore[import-not-found]
-
-        return PostgresStore(url)
-    raise ConfigError(
-        f"store URL {url!r}: unknown scheme {scheme or '(none)'!r}; "
-        "expected sqlite:///path.db, postgresql://user@host/db or memory://"
-    )
