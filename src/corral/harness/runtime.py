@@ -233,7 +233,7 @@ class Harness:
             raise ConfigError(f"{config.source}: no model: — this agent file can govern (mcp-proxy, hook) "
                               "but not run an agent loop")
         if self.model is None and config.model is not None:
-            from corral.harness.models.base import make_model
+            from corral.harness.models.providers import make_model
 
             self.model = make_model(config.model.model_dump(), base_dir=config.base_dir)
             if config.model.fallback is not None:

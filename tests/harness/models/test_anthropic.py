@@ -9,7 +9,8 @@ import pytest
 
 from corral.harness.models._turns import OMITTED
 from corral.harness.models.anthropic import AnthropicModel
-from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema, make_model
+from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema
+from corral.harness.models.providers import make_model
 
 LOOKUP = ToolSchema("lookup_order", "Look an order up by id.",
                     {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]})

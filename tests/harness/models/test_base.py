@@ -1,12 +1,8 @@
-"""The neutral interface: transcript serialisation, the token estimate, ``make_model`` and lazy SDKs."""
+"""The neutral interface: transcript serialisation, the token estimate, model errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
-import pytest
 
 from corral.harness.models.base import (
     Message,
@@ -14,7 +10,6 @@ from corral.harness.models.base import (
     ToolCall,
     ToolSchema,
     estimate_tokens,
-    make_model,
     parse_arguments,
 )
 
@@ -53,45 +48,8 @@ def test_the_estimate_is_deterministic_and_counts_everything_sent():
     assert estimate_tokens("", [], []) == 1
 
 
-def test_an_unknown_provider_is_named_with_the_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown model provider 'gemini'; expected one of scripted, openai, "
-                                         r"anthropic, bedrock"):
-        make_model({"provider": "gemini", "id": "x"}, base_dir=tmp_path)
-
-
-def test_a_missing_script_names_the_path(tmp_path):
-    with pytest.raises(ValueError, match=r"model\.script: file not found: .*nope\.yaml"):
-        make_model({"provider": "scripted", "script": "nope.yaml"}, base_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"the scripted model needs `script: path/to/script.yaml`"):
-        make_model({"provider": "scripted"}, base_dir=tmp_path)
-
-
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "bedrock"])
-def test_a_hosted_model_needs_an_id(tmp_path, provider):
-    with pytest.raises(ValueError, match=rf"the {provider} model needs `id: <model id>`"):
-        make_model({"provider": provider}, base_dir=tmp_path)
-
-
 def test_a_model_error_is_an_exception_with_its_provider_and_model():
     error = ModelError.of("openai", "gpt-4.1", "HTTP 429: slow down")
     assert str(error) == "openai model 'gpt-4.1': HTTP 429: slow down"
     assert (error.provider, error.model) == ("openai", "gpt-4.1")
     assert str(ModelError("plain")) == "plain"
-
-
-def test_no_provider_sdk_is_imported_until_a_model_of_it_is_built(tmp_path):
-    (tmp_path / "s.yaml").write_text("- text: hi\n")
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "import corral.harness.models\n"
-        "import corral.harness.models.openai, corral.harness.models.anthropic, corral.harness.models.bedrock\n"
-        "from corral.harness.models.base import make_model\n"
-        f"make_model({{'provider': 'scripted', 'script': 's.yaml'}}, base_dir=Path({str(tmp_path)!r}))\n"
-        "loaded = [m for m in ('openai', 'anthropic', 'boto3', 'botocore') if m in sys.modules]\n"
-        "assert not loaded, loaded\n"
-        "make_model({'provider': 'openai', 'id': 'gpt-4.1'}, base_dir=Path('.'))\n"
-        "assert 'openai' in sys.modules and 'anthropic' not in sys.modules\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr

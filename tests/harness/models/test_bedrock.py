@@ -14,8 +14,9 @@ import pytest
 from botocore.stub import Stubber
 
 from corral.harness.models._turns import OMITTED
-from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema, make_model
+from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema
 from corral.harness.models.bedrock import BedrockModel
+from corral.harness.models.providers import make_model
 
 MODEL = "anthropic.claude-sonnet-5-v1:0"
 LOOKUP = ToolSchema("lookup_order", "Look an order up by id.",

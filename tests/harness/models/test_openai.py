@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema, make_model
+from corral.harness.models.base import Message, ModelError, ToolCall, ToolSchema
 from corral.harness.models.openai import OpenAIModel
+from corral.harness.models.providers import make_model
 
 LOOKUP = ToolSchema("lookup_order", "Look an order up by id.",
                     {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.harness.models.base import Message, ToolCall, make_model
+from corral.harness.models.base import Message, ToolCall
+from corral.harness.models.providers import make_model
 from corral.harness.models.scripted import ScriptedModel
 
 SCRIPT = """\

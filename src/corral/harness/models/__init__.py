@@ -1,7 +1,7 @@
 """Models behind one provider-neutral interface: scripted (offline), OpenAI, Anthropic and Bedrock.
 
-Only the neutral types are exported here; each provider's adapter lives in its own module and imports its
-SDK when it is built, so ``import corral.harness.models`` never imports a provider SDK.
+The neutral types and ``make_model`` are exported here; each provider's adapter lives in its own module and
+imports its SDK when a model of it is built, so ``import corral.harness.models`` never imports a provider SDK.
 """
 
 from corral.harness.models.base import (
@@ -13,8 +13,8 @@ from corral.harness.models.base import (
     ToolSchema,
     Usage,
     estimate_tokens,
-    make_model,
 )
+from corral.harness.models.providers import make_model
 
 __all__ = [
     "Message",

@@ -9,76 +9,39 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from corral.harness.models._turns import alternating, call_input, safe_id
-from corral.harness.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.sdk import HTTPSDKModel, error_body
 
 
-def _sdk(model: str) -> Any:
-    try:
-        import anthropic
-    except ImportError:
-        raise ModelError.missing_sdk("anthropic", model, "anthropic") from None
-    return anthropic
-
-
-class AnthropicModel:
+class AnthropicModel(HTTPSDKModel):
     """A Claude model behind the Messages API; ``base_url`` for a proxy or a compatible gateway."""
 
     provider = "anthropic"
+    package = "anthropic"
+    api_name = "the Anthropic API"
 
-    def __init__(
-        self,
-        id: str,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        max_retries: int = 2,
-        timeout: float | None = None,
-        client: Any = None,
-    ) -> None:
-        self.id = id
-        self.base_url = base_url
-        self._api_key = api_key
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._client = client
-        if client is None:
-            _sdk(id)
+    def make_client(self, sdk: Any) -> Any:
+        options: dict[str, Any] = {"max_retries": self._max_retries}
+        key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if key:
+            options["api_key"] = key
+        if self.base_url:
+            options["base_url"] = self.base_url
+        if self._timeout is not None:
+            options["timeout"] = float(self._timeout)
+        return sdk.Anthropic(**options)
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> AnthropicModel:
-        return cls(
-            str(config["id"]),
-            base_url=config.get("base_url"),
-            api_key=config.get("api_key"),
-            max_retries=int(config.get("max_retries", 2)),
-            timeout=config.get("timeout"),
-        )
+    def client_problem(self) -> str:
+        return "cannot make a client (set ANTHROPIC_API_KEY or `api_key` under `model:`)"
 
-    def _error(self, cause: str) -> ModelError:
-        return ModelError.of(self.provider, self.id, cause)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            anthropic = _sdk(self.id)
-            options: dict[str, Any] = {"max_retries": self._max_retries}
-            key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
-            if key:
-                options["api_key"] = key
-            if self.base_url:
-                options["base_url"] = self.base_url
-            if self._timeout is not None:
-                options["timeout"] = float(self._timeout)
-            try:
-                self._client = anthropic.Anthropic(**options)
-            except Exception as exc:
-                raise self._error(f"cannot make a client (set ANTHROPIC_API_KEY or `api_key` under `model:`): "
-                                  f"{exc}") from exc
-        return self._client
+    def status_reason(self, exc: Any) -> str:
+        error = error_body(exc)
+        if error is not None and error.get("type"):
+            return f"{error['type']}: {error['message']}"
+        return super().status_reason(exc)
 
     # ------------------------------------------------------------------------------ the wire format
 
@@ -135,17 +98,7 @@ class AnthropicModel:
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
         kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
-        client = self.client
-        anthropic = _sdk(self.id)
-        try:
-            message = client.messages.create(**kwargs)
-        except anthropic.APIStatusError as exc:
-            raise self._error(f"HTTP {exc.status_code}: {_reason(exc)}") from exc
-        except anthropic.APIConnectionError as exc:
-            raise self._error(f"cannot reach {self.base_url or 'the Anthropic API'}: {exc}") from exc
-        except Exception as exc:
-            raise self._error(f"{type(exc).__name__}: {exc}") from exc
-        return self.parse(message)
+        return self.parse(self.send(self.client.messages.create, kwargs))
 
 
 def _tool_result(m: Message) -> dict[str, Any]:
@@ -153,13 +106,3 @@ def _tool_result(m: Message) -> dict[str, Any]:
     if m.content:
         block["content"] = m.content
     return block
-
-
-def _reason(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        error = body.get("error", body)
-        if isinstance(error, Mapping) and error.get("message"):
-            kind = f"{error['type']}: " if error.get("type") else ""
-            return f"{kind}{error['message']}"
-    return str(getattr(exc, "message", None) or exc)

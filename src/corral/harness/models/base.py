@@ -13,15 +13,11 @@ import math
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 MODEL_CALL: ContextVar[int | None] = ContextVar("corral_model_call", default=None)
 """The session's model-call number (0-based, counted across resumes), set by the agent loop around each
 call. The scripted model plays the turn it names; without it, it counts the assistant messages it is sent."""
-
-PROVIDERS = ("scripted", "openai", "anthropic", "bedrock")
-
 
 @dataclass(slots=True)
 class ToolCall:
@@ -173,43 +169,3 @@ def estimate_tokens(system: str, messages: list[Message], tools: list[ToolSchema
         framing += 8
         size += _size(t.name) + _size(t.description) + _size(_json(t.parameters))
     return max(1, math.ceil(size / 4) + framing)
-
-
-def make_model(config: Mapping[str, Any], *, base_dir: Path) -> Model:
-    """The ``model:`` mapping of an agent file → a model. SDKs are imported only for their provider.
-
-    ``script`` (scripted) resolves against ``base_dir``, the agent file's directory. ``max_tokens``,
-    ``price`` and ``fallback`` belong to the loop and are not read here. Besides the agent-file keys, a
-    caller may pass ``max_retries`` and ``timeout`` (seconds) for the SDK-backed providers.
-    """
-    provider = config.get("provider") or "scripted"
-    if provider not in PROVIDERS:
-        raise ValueError(f"unknown model provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
-    if provider == "scripted":
-        from corral.harness.models.scripted import ScriptedModel
-
-        script = config.get("script")
-        if not script:
-            raise ValueError("the scripted model needs `script: path/to/script.yaml`")
-        path = Path(script)
-        if not path.is_absolute():
-            path = Path(base_dir) / path
-        if not path.is_file():
-            raise ValueError(f"model.script: file not found: {path}")
-        model = ScriptedModel.from_file(path)
-        if config.get("id"):
-            model.id = str(config["id"])
-        return model
-    if not config.get("id"):
-        raise ValueError(f"the {provider} model needs `id: <model id>`")
-    if provider == "openai":
-        from corral.harness.models.openai import OpenAIModel
-
-        return OpenAIModel.from_config(config)
-    if provider == "anthropic":
-        from corral.harness.models.anthropic import AnthropicModel
-
-        return AnthropicModel.from_config(config)
-    from corral.harness.models.bedrock import BedrockModel
-
-    return BedrockModel.from_config(config)

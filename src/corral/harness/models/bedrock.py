@@ -15,24 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from corral.harness.models._turns import alternating, call_input, safe_id
-from corral.harness.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.sdk import SDKModel
 
 DEFAULT_REGION = "us-east-1"
 _EMPTY_RESULT = "(no output)"
 
 
-def _sdk(model: str) -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise ModelError.missing_sdk("bedrock", model, "boto3") from None
-    return boto3
-
-
-class BedrockModel:
+class BedrockModel(SDKModel):
     """A model on Amazon Bedrock; ``client`` injects a ready ``bedrock-runtime`` client (tests, sessions)."""
 
     provider = "bedrock"
+    package = "boto3"
 
     def __init__(
         self,
@@ -44,46 +38,41 @@ class BedrockModel:
         timeout: float | None = None,
         client: Any = None,
     ) -> None:
-        self.id = id
+        super().__init__(id, base_url=base_url, max_retries=max_retries, timeout=timeout, client=client)
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
-        self.base_url = base_url
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._client = client
-        if client is None:
-            _sdk(id)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> BedrockModel:
+    def config_options(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         retries = config.get("max_retries")
-        return cls(
-            str(config["id"]),
-            region=config.get("region"),
-            base_url=config.get("base_url"),
-            max_retries=None if retries is None else int(retries),
-            timeout=config.get("timeout"),
-        )
+        return {
+            "region": config.get("region"),
+            "base_url": config.get("base_url"),
+            "max_retries": None if retries is None else int(retries),
+            "timeout": config.get("timeout"),
+        }
 
-    def _error(self, cause: str) -> ModelError:
-        return ModelError.of(self.provider, self.id, cause)
+    def make_client(self, sdk: Any) -> Any:
+        from botocore.config import Config
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            boto3 = _sdk(self.id)
-            from botocore.config import Config
+        settings: dict[str, Any] = {}
+        if self._max_retries is not None:
+            settings["retries"] = {"total_max_attempts": self._max_retries + 1, "mode": "standard"}
+        if self._timeout is not None:
+            settings["read_timeout"] = float(self._timeout)
+        return sdk.client("bedrock-runtime", region_name=self.region, endpoint_url=self.base_url,
+                          config=Config(**settings))
 
-            settings: dict[str, Any] = {}
-            if self._max_retries is not None:
-                settings["retries"] = {"total_max_attempts": self._max_retries + 1, "mode": "standard"}
-            if self._timeout is not None:
-                settings["read_timeout"] = float(self._timeout)
-            try:
-                self._client = boto3.client("bedrock-runtime", region_name=self.region, endpoint_url=self.base_url,
-                                            config=Config(**settings))
-            except Exception as exc:
-                raise self._error(f"cannot make a bedrock-runtime client in {self.region}: {exc}") from exc
-        return self._client
+    def client_problem(self) -> str:
+        return f"cannot make a bedrock-runtime client in {self.region}"
+
+    def reason(self, exc: Exception) -> str:
+        response = getattr(exc, "response", None)
+        if isinstance(response, Mapping) and isinstance(response.get("Error"), Mapping):
+            error = response["Error"]
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            where = f"HTTP {status} " if status else ""
+            return f"{where}{error.get('Code', type(exc).__name__)}: {error.get('Message', exc)}"
+        return super().reason(exc)
 
     # ------------------------------------------------------------------------------ the wire format
 
@@ -140,12 +129,7 @@ class BedrockModel:
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
         kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
-        client = self.client
-        try:
-            response = client.converse(**kwargs)
-        except Exception as exc:
-            raise self._error(_reason(exc)) from exc
-        return self.parse(response)
+        return self.parse(self.send(self.client.converse, kwargs))
 
 
 def _tool_spec(tool: ToolSchema) -> dict[str, Any]:
@@ -153,13 +137,3 @@ def _tool_spec(tool: ToolSchema) -> dict[str, Any]:
     if tool.description:  # Converse refuses an empty description; it may be left out
         spec["description"] = tool.description
     return spec
-
-
-def _reason(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping) and isinstance(response.get("Error"), Mapping):
-        error = response["Error"]
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        where = f"HTTP {status} " if status else ""
-        return f"{where}{error.get('Code', type(exc).__name__)}: {error.get('Message', exc)}"
-    return f"{type(exc).__name__}: {exc}"

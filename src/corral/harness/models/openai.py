@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from corral.harness.models.base import (
     Message,
-    ModelError,
     ModelResponse,
     ToolCall,
     ToolSchema,
@@ -24,19 +22,12 @@ from corral.harness.models.base import (
     estimate_tokens,
     parse_arguments,
 )
+from corral.harness.models.sdk import HTTPSDKModel
 
 _STOP_REASONS = {"tool_calls": "tool_use", "function_call": "tool_use", "stop": "end_turn", "length": "max_tokens"}
 
 
-def _sdk(model: str) -> Any:
-    try:
-        import openai
-    except ImportError:
-        raise ModelError.missing_sdk("openai", model, "openai") from None
-    return openai
-
-
-class OpenAIModel:
+class OpenAIModel(HTTPSDKModel):
     """A chat model behind the Chat Completions API.
 
     ``max_tokens_param`` is the request field that caps the answer: OpenAI's own API wants
@@ -45,6 +36,8 @@ class OpenAIModel:
     """
 
     provider = "openai"
+    package = "openai"
+    api_name = "the OpenAI API"
 
     def __init__(
         self,
@@ -57,46 +50,20 @@ class OpenAIModel:
         max_tokens_param: str | None = None,
         client: Any = None,
     ) -> None:
-        self.id = id
-        self.base_url = base_url
+        super().__init__(id, base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout,
+                         client=client)
         self.max_tokens_param = max_tokens_param or _max_tokens_param(base_url)
-        self._api_key = api_key
-        self._max_retries = max_retries
-        self._timeout = timeout
-        self._client = client
-        if client is None:
-            _sdk(id)
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> OpenAIModel:
-        return cls(
-            str(config["id"]),
-            base_url=config.get("base_url"),
-            api_key=config.get("api_key"),
-            max_retries=int(config.get("max_retries", 2)),
-            timeout=config.get("timeout"),
-        )
-
-    def _error(self, cause: str) -> ModelError:
-        return ModelError.of(self.provider, self.id, cause)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            openai = _sdk(self.id)
-            key = self._api_key or os.environ.get("OPENAI_API_KEY")
-            if not key:
-                if not self.base_url:
-                    raise self._error("no API key: set OPENAI_API_KEY or `api_key` under `model:`")
-                key = "unused"  # a local compatible server usually needs none
-            options: dict[str, Any] = {"api_key": key, "base_url": self.base_url, "max_retries": self._max_retries}
-            if self._timeout is not None:
-                options["timeout"] = float(self._timeout)
-            try:
-                self._client = openai.OpenAI(**options)
-            except Exception as exc:
-                raise self._error(f"cannot make a client: {exc}") from exc
-        return self._client
+    def make_client(self, sdk: Any) -> Any:
+        key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            if not self.base_url:
+                raise self.error("no API key: set OPENAI_API_KEY or `api_key` under `model:`")
+            key = "unused"  # a local compatible server usually needs none
+        options: dict[str, Any] = {"api_key": key, "base_url": self.base_url, "max_retries": self._max_retries}
+        if self._timeout is not None:
+            options["timeout"] = float(self._timeout)
+        return sdk.OpenAI(**options)
 
     # ------------------------------------------------------------------------------ the wire format
 
@@ -120,7 +87,7 @@ class OpenAIModel:
             elif m.role == "tool":  # one tool message per result, answering its call by id
                 wire.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content})
             else:
-                raise self._error(f"cannot send a message with role {m.role!r} (expected user, assistant or tool)")
+                raise self.error(f"cannot send a message with role {m.role!r} (expected user, assistant or tool)")
         kwargs: dict[str, Any] = {"model": self.id, "messages": wire, self.max_tokens_param: max_tokens}
         if tools:
             kwargs["tools"] = [
@@ -133,7 +100,7 @@ class OpenAIModel:
     def parse(self, completion: Any, *, prompt_estimate: int = 0) -> ModelResponse:
         """A ``ChatCompletion`` → the neutral response. Malformed tool arguments never raise."""
         if not getattr(completion, "choices", None):
-            raise self._error("the response has no choices")
+            raise self.error("the response has no choices")
         choice = completion.choices[0]
         message = choice.message
         text = message.content or getattr(message, "refusal", None) or ""
@@ -163,16 +130,7 @@ class OpenAIModel:
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
         kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
-        client = self.client
-        openai = _sdk(self.id)
-        try:
-            completion = client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise self._error(f"HTTP {exc.status_code}: {_reason(exc)}") from exc
-        except openai.APIConnectionError as exc:
-            raise self._error(f"cannot reach {self.base_url or 'the OpenAI API'}: {exc}") from exc
-        except Exception as exc:
-            raise self._error(f"{type(exc).__name__}: {exc}") from exc
+        completion = self.send(self.client.chat.completions.create, kwargs)
         return self.parse(completion, prompt_estimate=estimate_tokens(system, messages, tools))
 
 
@@ -184,15 +142,6 @@ def _arguments(call: ToolCall) -> str:
     if call.raw_arguments.strip():
         return call.raw_arguments
     return json.dumps(call.arguments, ensure_ascii=False)
-
-
-def _reason(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        error = body.get("error", body)
-        if isinstance(error, Mapping) and error.get("message"):
-            return str(error["message"])
-    return str(getattr(exc, "message", None) or exc)
 
 
 def _max_tokens_param(base_url: str | None) -> str:
