@@ -101,8 +101,12 @@ def refuse(
         session.last_trace = trace
         try:
             gov.store.append(session.id, record, durable=True)
-        except Exception as exc:  # the refusal stands; say the trace could not be stored
-            record["reason"] = f"{reason} (and the trace could not be stored: {exc})"
+        except Exception as exc:  # the refusal stands; its trace waits in memory for the store to answer
+            record["reason"] = f"{reason} (the trace could not be stored at once: {exc})"
+            try:
+                gov.store.append(session.id, record, durable=False)
+            except Exception:
+                record["reason"] = f"{reason} (and the trace could not be stored: {exc})"
         if gov.listeners:
             gov.emit(CallRefused(trace))
     return exc_type(reason, trace=trace, **extra)
