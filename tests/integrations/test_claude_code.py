@@ -25,6 +25,7 @@ from conformance_scenarios import (
     write_agent,
 )
 
+from corral import ConfigError
 from corral.integrations import claude_code as cc
 from corral.store import open_store
 
@@ -104,7 +105,8 @@ class HookPoint:
         if result.exit_code != 0:
             return Outcome(BLOCKED, result.stderr, False)
         out = answer(result)
-        decision = {"allow": ALLOWED, "deny": BLOCKED, "ask": PENDING}[out["permissionDecision"]]
+        decision = PENDING if result.verdict == "pending" else (
+            {"allow": ALLOWED, "deny": BLOCKED, "ask": PENDING}[out["permissionDecision"]])
         if decision == ALLOWED:  # Claude Code runs the tool, then tells the hook
             self.ran.append(tool)
             post = hook.handle(event("PostToolUse", tool, args, use, session=self.sid, tool_response={"ok": True}))
@@ -177,7 +179,36 @@ def test_rules_see_claude_codes_arguments(project: Path) -> None:
     assert out["permissionDecision"] == "allow"
 
 
-def test_approval_asks_and_a_yes_at_the_prompt_is_recorded(project: Path) -> None:
+def test_approval_holds_the_call_for_another_person_by_default(project: Path) -> None:
+    """Four eyes (DESIGN §12): the hook denies, naming the pending approval and how to decide it; the
+    session's own principal cannot approve it; once another person does, the same call retried runs once."""
+    s = kernel(project)
+    s.back_to("decide")
+    s.begin_commit()
+    hook = make_hook(project)
+    write = {"file_path": str(project / "app.env"), "content": "K=1"}
+    held = hook.handle(event("PreToolUse", "Write", write, "t1"))
+    out = answer(held)
+    assert out["permissionDecision"] == "deny" and held.verdict == "pending"
+    [request] = s.governor.pending_approvals(session="s-1")
+    reason = out["permissionDecisionReason"]
+    assert request.id in reason and f"corral approvals approve {request.id}" in reason
+    assert "secrets need a human" in reason and f"other than {PRINCIPAL}" in reason
+    again = hook.handle(event("PreToolUse", "Write", write, "t2"))  # the same request, not a second one
+    assert again.verdict == "pending" and len(s.governor.pending_approvals(session="s-1")) == 1
+    with pytest.raises(ConfigError, match="cannot approve their own"):
+        s.governor.approve(request.id, PRINCIPAL.upper())
+    s.governor.approve(request.id, "bob")
+    out = answer(hook.handle(event("PreToolUse", "Write", write, "t3")))
+    assert out["permissionDecision"] == "allow" and "approved" in out["permissionDecisionReason"]
+    assert hook.handle(event("PreToolUse", "Write", write, "t4")).verdict == "pending"  # once
+
+
+def test_self_approve_asks_and_a_yes_at_the_prompt_is_recorded(project: Path) -> None:
+    agent = project / "agent.yaml"
+    agent.write_text(agent.read_text(encoding="utf-8").replace(
+        "governance: {budget: 5.0, rules: policy.rules}",
+        "governance: {budget: 5.0, rules: policy.rules, approvals: {self_approve: true}}"), encoding="utf-8")
     s = kernel(project)
     s.back_to("decide")
     s.begin_commit()
@@ -200,20 +231,19 @@ def test_approval_asks_and_a_yes_at_the_prompt_is_recorded(project: Path) -> Non
     assert "permission prompt" in trace.outcome["note"]
 
 
-def test_approval_granted_in_corral_lets_the_retry_through(project: Path) -> None:
+@pytest.mark.parametrize("name", ["settings.json", "settings.local.json"])
+def test_the_agent_cannot_edit_claude_codes_settings_to_switch_its_governor_off(project: Path, name: str) -> None:
     s = kernel(project)
     s.back_to("decide")
     s.begin_commit()
     hook = make_hook(project)
-    write = {"file_path": str(project / "app.env"), "content": "K=1"}
-    assert answer(hook.handle(event("PreToolUse", "Write", write, "t1")))["permissionDecision"] == "ask"
-    again = answer(hook.handle(event("PreToolUse", "Write", write, "t2")))
-    assert again["permissionDecision"] == "ask"  # the same request, asked again: not a second one
-    [request] = s.governor.pending_approvals(session="s-1")
-    s.governor.approve(request.id, "bob")
-    out = answer(hook.handle(event("PreToolUse", "Write", write, "t3")))
-    assert out["permissionDecision"] == "allow" and "approved" in out["permissionDecisionReason"]
-    assert answer(hook.handle(event("PreToolUse", "Write", write, "t4")))["permissionDecision"] == "ask"
+    settings = project / ".claude" / name
+    for tool, tool_input in (("Write", {"file_path": str(settings), "content": "{}"}),
+                             ("Edit", {"file_path": f".claude/{name}", "old_string": "corral", "new_string": ""})):
+        out = answer(hook.handle(event("PreToolUse", tool, tool_input, f"t-{tool}", cwd=str(project))))
+        assert out["permissionDecision"] == "deny", out
+        assert "corral's own policy or state" in out["permissionDecisionReason"]
+    assert [t.decision for t in kernel(project).traces if t.tool in ("Write", "Edit")] == ["blocked", "blocked"]
 
 
 def test_allowed_tools_limits_what_claude_code_may_call(project: Path) -> None:
@@ -379,13 +409,13 @@ def test_an_edit_whose_file_cannot_be_snapshotted_is_refused(project: Path) -> N
     assert s.open_transaction.steps == [] and [t.decision for t in s.traces] == ["blocked"]
 
 
-def test_asking_does_not_pin_the_commit_against_recovery(project: Path) -> None:
+def test_holding_for_approval_does_not_pin_the_commit_against_recovery(project: Path) -> None:
     s = kernel(project)
     s.back_to("decide")
     tx = s.begin_commit()
     hook = make_hook(project)
     write = {"file_path": str(project / "app.env"), "content": "K=1"}
-    assert answer(hook.handle(event("PreToolUse", "Write", write, "t1")))["permissionDecision"] == "ask"
+    assert hook.handle(event("PreToolUse", "Write", write, "t1")).verdict == "pending"
     assert not s.governor.store.get_transaction(tx.id).get("paused_for")  # the session's lease owns it
     later = datetime.now(UTC) + timedelta(seconds=cc.LEASE_SECONDS + 60)
     report = kernel(project, clock=lambda: later).governor.recover()
@@ -670,7 +700,7 @@ def test_install_refuses_to_overwrite_a_broken_settings_file(tmp_path: Path) -> 
     settings_file = tmp_path / ".claude" / "settings.json"
     settings_file.parent.mkdir()
     settings_file.write_text("{oops", encoding="utf-8")
-    with pytest.raises(cc.ConfigError, match="not valid JSON"):
+    with pytest.raises(ConfigError, match="not valid JSON"):
         cc.install(tmp_path / "agent.yaml", project_dir=tmp_path)
     assert settings_file.read_text(encoding="utf-8") == "{oops"
 

@@ -132,7 +132,15 @@ class Limits(_Strict):
 
 class Approvals(_Strict):
     timeout: float = 900.0
+    # The session's own principal may approve its own requests (DESIGN §6, §12): at the Claude Code
+    # hook, a REQUIRE APPROVAL call is then put to the person at Claude Code's prompt (``ask``) and
+    # recorded as a self-approval. ``allow_self_approval`` is the older spelling of the same switch.
+    self_approve: bool = False
     allow_self_approval: bool = False
+
+    @property
+    def self_approval(self) -> bool:
+        return self.self_approve or self.allow_self_approval
 
     @field_validator("timeout", mode="before")
     @classmethod

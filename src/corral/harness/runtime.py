@@ -176,7 +176,7 @@ def governor_from_config(
         tenant=gov_cfg.tenant,
         redact=gov_cfg.audit.redact,
         approval_ttl=gov_cfg.approvals.timeout,
-        allow_self_approval=gov_cfg.approvals.allow_self_approval,
+        allow_self_approval=gov_cfg.approvals.self_approval,
     )
 
 
