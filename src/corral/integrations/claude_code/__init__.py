@@ -1,9 +1,9 @@
 """Claude Code's PreToolUse / PostToolUse hook: the kernel decides before Claude Code runs a tool.
 
 ``hook`` (the per-event process), ``tools`` (Claude Code's tools, their effects, file snapshots),
-``facts`` (the agent file as the hook reads it, and its governor), ``settings`` (``corral hook install``: the hook in Claude Code's settings).
-The names below are imported lazily: the hook answers in one process start, so only what a decision
-needs is loaded.
+``facts`` (the agent file as the hook reads it, and its governor), ``settings`` (``corral hook
+install``: the hook in Claude Code's settings). The names below are imported lazily: the hook answers
+in one process start, so only what a decision needs is loaded.
 """
 
 from __future__ import annotations
