@@ -28,8 +28,10 @@ from corral.errors import (
 )
 from corral.governance import refusals
 from corral.governance.budget import DEGRADE, FORCE_DECIDE, STOP
+from corral.harness.context import CURRENT, RunContext
 from corral.harness.models.base import MODEL_CALL, Message, ToolCall, ToolSchema, estimate_tokens
-from corral.harness.runtime import CURRENT, HARNESS_KEY, Harness, RunContext
+from corral.harness.phase_tools import AbortCommit
+from corral.harness.runtime import HARNESS_KEY, Harness
 from corral.harness.telemetry import record_decision, record_usage
 from corral.harness.tools.schema import argument_problems
 
@@ -171,8 +173,6 @@ def _rollback_open_commit(session: Any, why: str) -> None:
     """A run that ends early must not leave half a transaction behind (unless it waits for approval)."""
     if session.open_transaction is None:
         return
-    from corral.harness.runtime import AbortCommit
-
     # rolled back (or needs attention): the traces and the transaction log say which
     with contextlib.suppress(TransactionFailed):
         session.end_commit(AbortCommit(why))

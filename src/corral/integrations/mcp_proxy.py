@@ -205,10 +205,10 @@ class GovernedProxy:
 
     def _register_phase_tools(self) -> None:
         from corral.governance.effects import READ
-        from corral.harness import runtime
+        from corral.harness import phase_tools
 
         for name, harness_name in PHASE_TOOLS.items():
-            fn = getattr(runtime, harness_name)
+            fn = phase_tools.PHASE_TOOLS[harness_name]
             self.governor.register(name, fn, effect=READ, description=_PHASE_DESCRIPTIONS[name])
             self._effects[name] = READ
 
@@ -498,7 +498,7 @@ class Connection:
     def _phase_tool(self, name: str, args: dict[str, Any]) -> Any:
         """A phase tool, through the kernel like any governed call; refusals and rollbacks become
         results here (this runs on a worker thread, where the session may be touched)."""
-        from corral.harness.runtime import CURRENT, RunContext
+        from corral.harness.context import CURRENT, RunContext
 
         session = self.current_session()
         token = CURRENT.set(RunContext(harness=None, session=session, workspace=Path.cwd()))  # type: ignore[arg-type]

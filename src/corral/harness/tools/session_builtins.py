@@ -12,13 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from corral.harness.context import CURRENT, current
 from corral.harness.tools.builtins import BuiltinTool, files_tools, python_tool, shell_tool
 from corral.harness.workspace import Workspace
 
 
 def _tools_for(harness: Any, kind: str, session_id: str, timeout: float | None) -> dict[str, BuiltinTool]:
-    from corral.harness.runtime import CURRENT
-
     ctx = CURRENT.get(None)
     cache: dict[tuple[str, str], dict[str, BuiltinTool]] = harness.builtin_cache
     key = (kind, session_id)
@@ -68,8 +67,6 @@ def for_harness(harness: Any, kind: str, *, timeout: float | None = None) -> lis
 
 def _bound(harness: Any, kind: str, name: str, proto_fn: Callable[..., Any], timeout: float | None) -> Any:
     def call(**kwargs: Any) -> Any:
-        from corral.harness.runtime import current
-
         session_id = current().session.id
         return _tools_for(harness, kind, session_id, timeout)[name].fn(**kwargs)
 
