@@ -235,3 +235,60 @@ def test_submit_routes_reads_outside_and_defers_irreversible_calls() -> None:
     assert step.trace.tx == tx.id and step.result == "ok"
     s.end_commit()
     assert [t.tool for t in s.traces if t.kind == "call"][-1] == "email"
+
+
+def test_a_per_call_estimate_is_reserved_instead_of_the_declared_cost() -> None:
+    gov, _ = _gov(budget=1.0)
+    s = gov.session("alice")
+    h = s.begin_call("lookup", {"order_id": "A1"}, estimate=0.25)
+    assert s.budget.reserved == pytest.approx(0.25)
+    h.finish(result={})
+    assert s.budget.spent == pytest.approx(0.25)
+    with pytest.raises(Blocked, match="more than the budget has left"):
+        s.begin_call("lookup", {"order_id": "A2"}, estimate=0.80)
+
+
+def test_a_deferred_call_holds_its_plan_step_so_a_second_one_is_refused_at_once() -> None:
+    gov, _ = _gov(rules="REQUIRE PLAN")
+    ran: list[str] = []
+    gov.register("notify", lambda to: ran.append(to), effect="irreversible")
+    s = gov.session("alice")
+    with s.decide():
+        plan = s.propose([{"tool": "notify", "args": {"to": "*"}}])
+    with s.commit(plan=plan) as tx:
+        tx.defer("notify", to="a")
+        with pytest.raises(Blocked, match="not in plan"):
+            tx.defer("notify", to="b")  # the one step is held by the first deferral
+        assert tx.deferred == [("notify", {"to": "a"})]
+    assert tx.state == "committed" and ran == ["a"] and plan.used == [True]
+
+
+def test_a_deferred_call_paused_for_approval_keeps_its_plan_step() -> None:
+    gov, _ = _gov(rules="REQUIRE PLAN\nREQUIRE APPROVAL FOR notify")
+    gov.register("notify", lambda to: "sent", effect="irreversible")
+    s = gov.session("alice")
+    with s.decide():
+        plan = s.propose([{"tool": "notify", "args": {"to": "*"}}])
+    tx = s.begin_commit(plan)
+    tx.defer("notify", to="a")
+    with pytest.raises(ApprovalPending) as pending:
+        s.end_commit(pause_on_pending=True)
+    assert plan.used == [True] and tx.state == "open"
+    with pytest.raises(Blocked, match="not in plan"):
+        tx.defer("notify", to="b")
+    gov.approve(pending.value.approval_id, "bob")
+    s.end_commit(pause_on_pending=True)
+    assert tx.state == "committed"
+
+
+def test_rollback_past_the_pivot_is_refused_with_what_is_stuck() -> None:
+    gov, undone = _gov()
+    s = gov.session("alice")
+    with s.decide():
+        pass
+    tx = s.begin_commit()
+    tx.call("refund", order_id="A1", amount=5)
+    tx.call("email", to="x")  # irreversible: the pivot
+    with pytest.raises(TransactionFailed, match="cannot roll back past the pivot"):
+        tx.rollback()
+    assert tx.state == "needs_attention" and undone == []

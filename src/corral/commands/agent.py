@@ -66,6 +66,22 @@ def _load_harness(agent_file: str, principal: str | None, store: str | None) -> 
         sys.exit(1)
 
 
+def _recovery_governor(agent_file: str, store: str | None) -> Any:
+    """Tools and store from the agent file, no model: an agent file made for the hook or the proxy recovers too."""
+    from corral.errors import GovernanceError
+    from corral.harness.config import AgentConfigError, load_agent
+    from corral.integrations.claude_code.facts import recovery_governor
+
+    try:
+        return recovery_governor(load_agent(agent_file), store=store)
+    except AgentConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except GovernanceError as exc:
+        click.echo(f"{agent_file}: {exc}", err=True)
+        sys.exit(1)
+
+
 class LiveView:
     """What a person watching ``corral run`` sees: the phase, each call and its decision, the budget."""
 
@@ -242,9 +258,7 @@ def recover(agent_file: str | None, store: str | None, tools_module: str | None,
     from corral.governance.governor import Governor
 
     if agent_file:
-        harness = _load_harness(agent_file, None, store)
-        harness.recovery = None
-        gov = harness.governor
+        gov = _recovery_governor(agent_file, store)
     elif tools_module:
         module = importlib.import_module(tools_module)
         gov = getattr(module, "governor", None)

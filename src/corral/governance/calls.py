@@ -249,13 +249,13 @@ def _as_exception(error: BaseException | str) -> BaseException:
 
 def begin_call(
     session: Any, tool: str, args: Mapping[str, Any], *, tx: Any = None, implicit: bool = False,
-    annotate: Annotate = None, durable: bool = False, before_step: BeforeStep = None,
+    annotate: Annotate = None, durable: bool = False, before_step: BeforeStep = None, estimate: Any = None,
 ) -> CallHandle:
     """Govern a call that will run elsewhere: decide, authorize, record. ``Session.begin_call`` is the
     public face; it picks the transaction (the open commit block, or a one-step one with phases off)."""
     if tx is not None:
         tx.check_open(tool)
-    pc = prepare(session, tool, dict(args), tx)
+    pc = prepare(session, tool, dict(args), tx, estimate=estimate)
     if annotate:
         pc.record.update(annotate(pc) if callable(annotate) else annotate)
     if tx is not None:
@@ -267,12 +267,12 @@ def begin_call(
 
 async def abegin_call(
     session: Any, tool: str, args: Mapping[str, Any], *, tx: Any = None, implicit: bool = False,
-    annotate: Annotate = None, durable: bool = False, before_step: BeforeStep = None,
+    annotate: Annotate = None, durable: bool = False, before_step: BeforeStep = None, estimate: Any = None,
 ) -> CallHandle:
     """``begin_call`` for async code: an async approver is awaited instead of run on a worker thread."""
     if tx is not None:
         tx.check_open(tool)
-    pc = prepare(session, tool, dict(args), tx)
+    pc = prepare(session, tool, dict(args), tx, estimate=estimate)
     if annotate:
         pc.record.update(annotate(pc) if callable(annotate) else annotate)
     if tx is not None:

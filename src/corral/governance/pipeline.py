@@ -133,12 +133,13 @@ def refusal_record(session: Any, tool: str, effect: str | None, args: dict[str, 
 # ----------------------------------------------------------------------------------------- prepare
 
 
-def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: bool = False) -> PendingCall:
+def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: bool = False,
+            estimate: Any = None) -> PendingCall:
     """Decide and consume the plan step. Raises ``Blocked`` (traced, unless ``dry``) on refusal.
 
     The budget is not reserved here: the decision has checked that the estimate fits, and ``record``
     (or ``authorize``, before asking for approval) reserves it atomically, refusing the call if it no
-    longer fits.
+    longer fits. ``estimate`` overrides the tool's own cost estimate for this one call.
     """
     gov = session.governor
     try:
@@ -172,7 +173,7 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
         record["args_sha256"] = canonical_sha256(args)
         effect = spec.effect_for(args)
         record["effect"] = effect
-        estimate = spec.estimate(args)
+        estimate = spec.estimate(args) if estimate is None else to_money(estimate, f"{name}: estimate")
     except Exception as exc:
         check = {"check": "tool", "passed": False, "detail": f"governance fault: {exc!r}"}
         raise fault(session, record, f"governance fault in {name}: {exc}", [check], dry=dry) from None

@@ -103,6 +103,11 @@ class Plan:
                 self.used[index] = True
             return index
 
+    def hold_step(self, index: int) -> None:
+        """Mark a step used again (a deferred call that paused keeps the step it held)."""
+        with self._lock:
+            self.used[index] = True
+
     def release_step(self, index: int) -> None:
         """Give a step back: its call was refused or paused before it ran."""
         with self._lock:

@@ -190,7 +190,7 @@ class Session:
         return handle
 
     def begin_call(self, tool: str, args: Mapping[str, Any] | None = None, *, annotate: Any = None,
-                   durable: bool = False, before_step: Any = None) -> CallHandle:
+                   durable: bool = False, before_step: Any = None, estimate: Any = None) -> CallHandle:
         """Govern a call that runs elsewhere (a hook, a proxy, another framework): decide, reserve, trace
         and — inside a commit — log its INTENT now; ``handle.finish(result=…)`` or ``finish(error=…)``
         once it ran. Raises what ``call`` raises. With phases off, a write outside a commit is its own
@@ -198,18 +198,19 @@ class Session:
 
         ``annotate`` adds fields to the decision record (a mapping, or a function of the pending call);
         ``durable`` stores a read's decision before it runs, as a write's always is; ``before_step(pc,
-        idempotency_key)`` runs just before a transaction step's INTENT is logged.
+        idempotency_key)`` runs just before a transaction step's INTENT is logged; ``estimate`` is this
+        call's cost estimate when the caller knows better than the tool's declared cost.
         """
         tx, implicit = self._transaction_for(tool, args or {})
         return begin_call(self, tool, args or {}, tx=tx, implicit=implicit, annotate=annotate, durable=durable,
-                          before_step=before_step)
+                          before_step=before_step, estimate=estimate)
 
     async def abegin_call(self, tool: str, args: Mapping[str, Any] | None = None, *, annotate: Any = None,
-                          durable: bool = False, before_step: Any = None) -> CallHandle:
+                          durable: bool = False, before_step: Any = None, estimate: Any = None) -> CallHandle:
         """``begin_call`` for async code: an async approver is awaited."""
         tx, implicit = self._transaction_for(tool, args or {})
         return await abegin_call(self, tool, args or {}, tx=tx, implicit=implicit, annotate=annotate,
-                                 durable=durable, before_step=before_step)
+                                 durable=durable, before_step=before_step, estimate=estimate)
 
     def _transaction_for(self, tool: str, args: Mapping[str, Any]) -> tuple[Any, bool]:
         tx = self._tx

@@ -90,6 +90,7 @@ class Transaction:
         self.state = OPEN
         self.steps: list[Step] = []
         self.deferred: list[tuple[str, dict[str, Any]]] = []
+        self.deferred_steps: list[int | None] = []  # the plan step each deferred call holds
         self.pivoted = False
         self.implicit = implicit
         self.error: BaseException | None = None
@@ -111,6 +112,8 @@ class Transaction:
         tx.id = tx_id
         tx._stored = True
         tx.deferred = [(d[0], dict(d[1])) for d in record.get("deferred") or []]
+        steps = list(record.get("deferred_steps") or [])
+        tx.deferred_steps = (steps + [None] * len(tx.deferred))[: len(tx.deferred)]
         by_seq: dict[int, list[dict[str, Any]]] = {}
         for entry in store.steps(tx_id):
             by_seq.setdefault(entry["seq"], []).append(entry)
@@ -147,6 +150,7 @@ class Transaction:
             "owner": owner_identity(),
             "created": iso(self.governor.now()),
             "deferred": [list(d) for d in self.deferred],
+            "deferred_steps": list(self.deferred_steps),
         }
 
     def store_now(self) -> None:
@@ -192,7 +196,8 @@ class Transaction:
     def persist_deferred(self) -> None:
         """Store the list of deferred calls, so a resumed session runs them at the end of the commit."""
         self.store_now()
-        self.governor.store.update_transaction(self.id, {"deferred": [list(d) for d in self.deferred]})
+        self.governor.store.update_transaction(self.id, {"deferred": [list(d) for d in self.deferred],
+                                                         "deferred_steps": list(self.deferred_steps)})
 
     def authorize(self, pc: PendingCall) -> None:
         """The approval stage for a call in this transaction: a pause keeps the transaction for the session."""
@@ -361,20 +366,44 @@ class Transaction:
         """
         self.check_open(tool)
         try:
-            prepare(self.session, tool, dict(args), self, dry=True)
+            pc = prepare(self.session, tool, dict(args), self, dry=True)
         except GovernanceError as exc:
             if exc.trace is not None:
                 self.governor.store.append(self.session.id, exc.trace.to_dict(), durable=True)
             raise
+        # The plan step it matches is held for it now, so a second identical call finds no step and is
+        # refused at once, not when the commit finishes; it is given back just before the call runs.
+        held = None
+        if pc.decision.plan_step is not None and self.plan is not None:
+            held = self.plan.consume(tool, pc.args, pc.spec.bind)
         self.deferred.append((tool, dict(args)))
+        self.deferred_steps.append(held)
         try:  # stored at once: a resumed session runs it at the end of the commit
             self.persist_deferred()
+            if held is not None:
+                self.session.save()
         except BaseException:
             self.deferred.pop()
+            self.deferred_steps.pop()
+            if held is not None:
+                self.plan.release_step(held)
             raise
 
     async def adefer(self, tool: str, /, **args: Any) -> None:
         self.defer(tool, **args)
+
+    def _give_back_held(self) -> int | None:
+        """The next deferred call is about to run: give back the plan step held for it, for it to take."""
+        held = self.deferred_steps[0] if self.deferred_steps else None
+        if held is not None and self.plan is not None:
+            self.plan.release_step(held)
+        return held
+
+    def _hold_again(self, held: int | None) -> None:
+        """The deferred call paused for approval: it keeps its plan step while it waits."""
+        if held is not None and self.plan is not None:
+            self.plan.hold_step(held)
+            self.session.save()
 
     # ---------------------------------------------------------------------------------- the end
 
@@ -429,17 +458,20 @@ class Transaction:
             raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
         while self.deferred:
             tool, args = self.deferred[0]
+            held = self._give_back_held()
             try:
                 self.call(tool, **args)
             except TransactionFailed:
                 raise
             except ApprovalPending:
                 if pause_on_pending:
+                    self._hold_again(held)
                     raise
                 self.fail(*_refused(tool))
             except GovernanceError as refused:
                 self.fail(refused, f"deferred {tool} was refused: {refused}")
             self.deferred.pop(0)
+            self.deferred_steps.pop(0)
             if self._stored:
                 self.persist_deferred()
         self._set_state(COMMITTED)
@@ -455,17 +487,20 @@ class Transaction:
             raise self._failure(exc, f"the block raised {type(exc).__name__}: {exc}") from exc
         while self.deferred:
             tool, args = self.deferred[0]
+            held = self._give_back_held()
             try:
                 await self.acall(tool, **args)
             except TransactionFailed:
                 raise
             except ApprovalPending:
                 if pause_on_pending:
+                    self._hold_again(held)
                     raise
                 await self.afail(*_refused(tool))
             except GovernanceError as refused:
                 await self.afail(refused, f"deferred {tool} was refused: {refused}")
             self.deferred.pop(0)
+            self.deferred_steps.pop(0)
             if self._stored:
                 self.persist_deferred()
         self._set_state(COMMITTED)
@@ -476,13 +511,18 @@ class Transaction:
         return [s for s in reversed(self.steps) if s.status == DONE and s.call.effect != READ]
 
     def rollback(self) -> None:
-        """Compensate every DONE reversible step, newest first; never swallow a failure."""
+        """Compensate every DONE reversible step, newest first; never swallow a failure. After the pivot
+        (an irreversible step ran) nothing can be undone: the transaction needs attention instead."""
+        if self.pivoted:
+            self._stuck(RuntimeError("rollback requested"), "cannot roll back past the pivot")
         self._set_state(ROLLING_BACK)
         for step in self._to_compensate():
             self._compensate(step, sync=True)
         self._set_state(NEEDS_ATTENTION if self.failed_compensations else ROLLED_BACK)
 
     async def arollback(self) -> None:
+        if self.pivoted:
+            self._stuck(RuntimeError("rollback requested"), "cannot roll back past the pivot")
         self._set_state(ROLLING_BACK)
         for step in self._to_compensate():
             await self._acompensate(step)

@@ -96,6 +96,7 @@ class Harness:
         clock: Callable[..., Any] | None = None,
         recover: bool = True,
         tracer: Any = None,
+        require_model: bool = True,
     ) -> None:
         self.config = config
         self.principal = principal or os.environ.get("USER") or _user()
@@ -130,7 +131,7 @@ class Harness:
                 self._expose(fn.__name__, fn, READ)
         self.model = model
         self.fallback_model = None
-        if self.model is None and config.model is None:
+        if self.model is None and config.model is None and require_model:
             raise ConfigError(f"{config.source}: no model: — this agent file can govern (mcp-proxy, hook) "
                               "but not run an agent loop")
         if self.model is None and config.model is not None:

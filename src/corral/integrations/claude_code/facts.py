@@ -192,11 +192,13 @@ class ClaudeCodeAgent:
         clock: Callable[..., Any] | None = None,
         approver: Callable[..., Any] | None = None,
         state: str | Path | None = None,
+        governor: Governor | None = None,
     ) -> None:
         self.facts = config if isinstance(config, AgentFacts) else AgentFacts.from_config(config)
         self.state = state_dir(state)
         self.snapshots = FileSnapshots(self.state / "snapshots")
-        self.governor = self.facts.governor(store=store, approver=approver, clock=clock)
+        self.governor = governor if governor is not None else self.facts.governor(
+            store=store, approver=approver, clock=clock)
         self.declarations: dict[str, ToolDeclaration] = {}
         names = list(BUILTIN_EFFECTS) + [t["name"] for t in self.facts.tools if t["kind"] == "python"]
         for name in names:
@@ -209,6 +211,8 @@ class ClaudeCodeAgent:
         declaration = declare_tool(name, self.facts, self.snapshots)
         if declaration is None:
             return None
+        if name in self.governor.tools:  # registered already, by the agent's own tools (a shared governor)
+            return declaration
         try:
             self.governor.register(name, runs_in_claude_code, effect=declaration.effect, **declaration.options)
         except ConfigError as exc:
@@ -254,3 +258,21 @@ def state_dir(base: str | Path | None = None) -> Path:
 def principal_name(principal: str | None) -> str:
     """Who a Claude Code session acts for: ``--as NAME``, else the user running Claude Code."""
     return principal or os.environ.get("USER") or os.environ.get("USERNAME") or "claude-code"
+
+
+def recovery_governor(config: AgentConfig, *, store: Any = None, state: str | Path | None = None) -> Governor:
+    """The governor that recovers what any process left open for this agent file — its harness runs, its
+    MCP proxy and its Claude Code sessions — built without a model: recovery needs the tools (with their
+    compensations) and the store, nothing more. Claude Code's tools are added for the steps that name
+    them (``Write`` is undone from its file snapshot)."""
+    from corral.governance.transactions import OPEN, ROLLING_BACK
+    from corral.harness.runtime import Harness
+
+    harness = Harness(config, store=store, recover=False, require_model=False)
+    gov = harness.governor
+    claude = ClaudeCodeAgent(config, governor=gov, state=state)
+    for tx in gov.store.transactions(states=[OPEN, ROLLING_BACK]):
+        if tx.get("agent") in (None, gov.agent):
+            for step in gov.store.steps(tx["id"]):
+                claude.ensure_tool(step["tool"])
+    return gov
