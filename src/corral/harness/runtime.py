@@ -128,7 +128,7 @@ class Harness:
             # the agent's own notebook, not the world: remembering is allowed in every phase (a rule
             # can still target it), so it is declared a read
             for fn in (remember, recall):
-                self._expose(fn.__name__, fn, READ)
+                self.expose(fn.__name__, fn, READ)
         self.model = model
         self.fallback_model = None
         if self.model is None and config.model is None and require_model:
@@ -146,7 +146,7 @@ class Harness:
 
     # --------------------------------------------------------------------------------- registration
 
-    def _expose(
+    def expose(
         self,
         name: str,
         fn: Callable[..., Any],
@@ -157,6 +157,7 @@ class Harness:
         phase_tool: bool = False,
         **options: Any,
     ) -> None:
+        """Register a tool with the kernel and show it to the model (name, description, argument schema)."""
         options = {k: v for k, v in options.items() if v is not None}
         self.governor.register(name, fn, effect=effect, **options)
         doc = description or (fn.__doc__ or "").strip().split("\n")[0] or name
@@ -171,13 +172,13 @@ class Harness:
                     "items": {"type": "object", "properties": {"tool": {"type": "string"}, "args": {"type": "object"}},
                               "required": ["tool"]},
                 }
-            self._expose(name, fn, READ, parameters=params, phase_tool=True)
+            self.expose(name, fn, READ, parameters=params, phase_tool=True)
 
     def _register_python(self, tool: PythonTool) -> None:
         fn = resolve_import(tool.python, self.config.base_dir)
         name = tool.name or tool.python.rsplit(":", 1)[1].rsplit(".", 1)[-1]
         compensate = resolve_import(tool.compensate, self.config.base_dir) if tool.compensate else None
-        self._expose(
+        self.expose(
             name, fn, tool.effect or IRREVERSIBLE, description=tool.description, compensate=compensate,
             cost=tool.cost, retryable=tool.retryable, compensate_unknown=tool.compensate_unknown,
         )
@@ -187,7 +188,7 @@ class Harness:
 
         for builtin in for_harness(self, tool.builtin, timeout=tool.timeout):
             effect = tool.effect or builtin.effect
-            self._expose(builtin.name, builtin.fn, effect, description=builtin.description,
+            self.expose(builtin.name, builtin.fn, effect, description=builtin.description,
                          parameters=builtin.parameters, compensate=builtin.compensate)
 
     def _register_mcp(self, tool: McpTool) -> None:

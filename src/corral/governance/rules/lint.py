@@ -38,7 +38,7 @@ from corral.governance.rules.nodes import (
     Rule,
     RuleFile,
 )
-from corral.governance.rules.parser import DAYS, _parse, is_glob, strip_comment
+from corral.governance.rules.parser import DAYS, is_glob, parse_rules, strip_comment
 
 __all__ = ["Diagnostic", "lint_rules", "lint_sources"]
 
@@ -117,7 +117,7 @@ def lint_sources(sources: Iterable[tuple[str, str]], known_tools: Iterable[str] 
 def _parse_for_lint(text: str, source: str) -> tuple[RuleFile | None, list[Diagnostic]]:
     """Parse; on failure, parse line by line so that every bad line is reported, not just the first."""
     try:
-        return _parse(text, source, 0), []
+        return parse_rules(text, source), []
     except RuleSyntaxError as first:
         errors: list[RuleSyntaxError] = []
         if isinstance(text, str) and "\x00" not in text:
@@ -125,7 +125,7 @@ def _parse_for_lint(text: str, source: str) -> tuple[RuleFile | None, list[Diagn
                 if not strip_comment(line).strip():
                     continue
                 try:
-                    _parse(line, source, index)
+                    parse_rules(line, source, index)
                 except RuleSyntaxError as error:
                     errors.append(error)
         if not errors:  # the problem spans lines (e.g. two TIMEZONEs): report it as found

@@ -203,14 +203,10 @@ def _grammar_cache() -> str | None:
     return os.path.join(directory, f"rules-parser-{key}.lark")
 
 
-def parse_rules(text: str, source: str = "<rules>") -> RuleFile:
-    """Parse a rules file. Raises ``RuleSyntaxError`` (file, line, column, what was expected)."""
-    return _parse(text, source, 0)
-
-
-def _parse(text: str, source: str, line_offset: int) -> RuleFile:
-    """Parse line by line (a rule never spans lines). ``line_offset`` lets the linter parse one line
-    at a time and still report true line numbers."""
+def parse_rules(text: str, source: str = "<rules>", line_offset: int = 0) -> RuleFile:
+    """Parse a rules file, line by line (a rule never spans lines). Raises ``RuleSyntaxError`` (file,
+    line, column, what was expected). ``line_offset`` lets the linter parse one line at a time and still
+    report true line numbers."""
     if not isinstance(text, str):
         raise RuleSyntaxError(f"rules must be text, not {type(text).__name__}", source=source, line=1, column=1)
     directives: list[Directive] = []

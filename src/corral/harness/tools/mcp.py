@@ -541,7 +541,7 @@ def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | 
             base_dir=harness.config.base_dir,
         )
         for plan in plans:
-            harness._expose(
+            harness.expose(
                 plan.name,
                 client.tool_function(plan.upstream),
                 plan.effect,

@@ -1,0 +1,67 @@
+"""The house has one direction and no module uses another module's private names (DESIGN §17).
+
+The import layers and independence are import-linter contracts (pyproject); this file checks what
+import-linter cannot: that a name beginning with ``_`` is used only in the module that defines it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "corral"
+
+
+def _defined_in(tree: ast.AST) -> set[str]:
+    """Every name a module defines or assigns (functions, classes, attributes set on any object, slots)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets = [node.target]
+        for target in targets:
+            for part in ast.walk(target):
+                if isinstance(part, ast.Attribute):
+                    names.add(part.attr)
+                elif isinstance(part, ast.Name):
+                    names.add(part.id)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("_"):
+            names.add(node.value)  # __slots__ entries, getattr names
+    return names
+
+
+def private_uses(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    own = _defined_in(tree)
+    where = path.relative_to(SRC.parent) if path.is_relative_to(SRC.parent) else path.name
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("corral"):
+            found += [f"{where}:{node.lineno}: imports {a.name} from {node.module}"
+                      for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            if node.attr not in own:
+                found.append(f"{where}:{node.lineno}: uses .{node.attr}, defined elsewhere")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    problems = [p for path in sorted(SRC.rglob("*.py")) for p in private_uses(path)]
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_check_finds_a_private_name_used_across_modules(tmp_path: Path) -> None:
+    bad = tmp_path / "probe.py"
+    bad.write_text("from corral.governance.pipeline import _private\n\ndef f(gov):\n    return gov._prepare()\n",
+                   encoding="utf-8")
+    found = private_uses(bad)
+    assert len(found) == 2 and "imports _private" in found[0] and "._prepare" in found[1]
