@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
@@ -11,6 +12,10 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits → two char
 _SHIFTS = tuple(range(120, -1, -10))
 _lock = threading.Lock()
 _last = [0, 0]
+# The random part comes from a generator seeded once per process from the operating system (and again
+# in a forked child): as unique across processes as os.urandom per id, without a system call per id.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
 def new_id() -> str:
@@ -21,7 +26,7 @@ def new_id() -> str:
             ms = _last[0]
             rand = (_last[1] + 1) & ((1 << 80) - 1)
         else:
-            rand = int.from_bytes(os.urandom(10), "big")
+            rand = _random.getrandbits(80)
         _last[0], _last[1] = ms, rand
     value = (ms << 80) | rand  # 128 bits, as 26 characters of 5 bits (the first holds 3)
     pairs = _PAIRS

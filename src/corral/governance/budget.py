@@ -126,6 +126,10 @@ class BudgetView:
         }
 
 
+#: What a session without a budget shows: no limit, nothing spent, no gate.
+NO_BUDGET_VIEW = BudgetView(None, 0.0, 0.0, 0.0, None)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetState:
     """The exact numbers behind a decision: tightest scope by fraction used, and by money left."""
@@ -160,7 +164,7 @@ class BudgetState:
     def view(self) -> BudgetView:
         t = self.tightest
         if t is None:
-            return BudgetView(None, 0.0, 0.0, 0.0, None)
+            return NO_BUDGET_VIEW
         return BudgetView(
             float(t.limit),
             float(t.spent),
@@ -176,3 +180,7 @@ def money(value: Decimal) -> str:
     """Money for people: at least two decimals, more only when the amount has them."""
     text = f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else f"{value.normalize():f}"
     return f"${text}"
+
+
+#: The state of a session without any budget scope (shared: it never changes).
+NO_BUDGET = BudgetState(Decimal(0), None, None, None)

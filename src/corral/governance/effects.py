@@ -61,6 +61,7 @@ class ToolSpec:
     compensate_unknown: bool = False
     description: str = ""
     signature: inspect.Signature | None = field(default=None, repr=False)
+    binder: _BindPlan | None = field(default=None, repr=False, compare=False)
     is_async: bool = False
     compensate_is_async: bool = False
     checked: bool = False
@@ -134,6 +135,21 @@ class ToolSpec:
         """
         if self.signature is None:
             return dict(args)
+        plan = self.binder
+        if plan is None:
+            plan = self.binder = _BindPlan.of(self.signature)
+        if plan.simple:  # the common case, without inspect's general machinery; anything odd goes below
+            names, defaults = plan.names, plan.defaults
+            extra = [k for k in args if k not in names]
+            if not extra or plan.var_keyword:
+                try:
+                    bound = {name: args[name] if name in args else defaults[name] for name in names}
+                except KeyError:
+                    pass  # a required argument is missing: inspect names it
+                else:
+                    for key in extra:  # **kwargs: the rest, in the order given
+                        bound[key] = args[key]
+                    return bound
         bound = self.signature.bind(**args)
         bound.apply_defaults()
         result: dict[str, Any] = {}
@@ -157,3 +173,23 @@ class ToolSpec:
         if callable(self.cost):
             return to_money(self.cost(args), f"tool {self.name!r}: cost(args)")
         return self.cost
+
+
+@dataclass(frozen=True, slots=True)
+class _BindPlan:
+    """A signature of plain named parameters, read once: binding it is a dict lookup per parameter."""
+
+    simple: bool
+    names: dict[str, None]  # in signature order (a dict: ordered, and a fast membership test)
+    defaults: dict[str, Any]
+    var_keyword: bool  # a **kwargs parameter takes every other name
+
+    @classmethod
+    def of(cls, signature: inspect.Signature) -> _BindPlan:
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = list(signature.parameters.values())
+        var_keyword = bool(params) and params[-1].kind is inspect.Parameter.VAR_KEYWORD
+        plain = params[:-1] if var_keyword else params
+        simple = all(p.kind in named for p in plain)
+        defaults = {p.name: p.default for p in plain if p.default is not inspect.Parameter.empty}
+        return cls(simple, dict.fromkeys(p.name for p in plain), defaults, var_keyword)

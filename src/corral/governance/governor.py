@@ -18,7 +18,7 @@ from typing import Any
 
 from corral.errors import Blocked, ConfigError, StoreError
 from corral.governance import approvals as ap
-from corral.governance.budget import STOP, BudgetState, ScopeUsage, money, parse_budget, parse_gates
+from corral.governance.budget import NO_BUDGET, STOP, BudgetState, ScopeUsage, money, parse_budget, parse_gates
 from corral.governance.calls import Call
 from corral.governance.decision import BLOCKED, Decision
 from corral.governance.effects import READ, ToolSpec, to_money
@@ -290,9 +290,9 @@ class Governor:
         return out
 
     def budget_state(self, session_id: str) -> BudgetState:
+        if not self.limits:
+            return NO_BUDGET
         scopes = self.scope_limits(session_id)
-        if not scopes:
-            return BudgetState.of((), self.gates)
         usage = self.store.usage([key for _, key, _ in scopes])
         return BudgetState.of(
             [ScopeUsage(kind, key, limit, s, r) for (kind, key, limit), (s, r) in zip(scopes, usage, strict=True)],

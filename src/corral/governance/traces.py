@@ -17,7 +17,16 @@ DECISIONS = ("allowed", "flagged", "approved", "pending", "denied", "blocked")
 
 def iso(ts: datetime) -> str:
     """UTC, millisecond precision, ``Z`` suffix: sortable text that every reader parses."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    global _last_iso
+    last = _last_iso  # one (time, text) pair, replaced whole: a reader sees a pair, never half of one
+    if last[0] == ts:  # calls in the same instant (a clock, or a burst within one tick) share the text
+        return last[1]
+    text = ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_iso = (ts, text)
+    return text
+
+
+_last_iso: tuple[datetime | None, str] = (None, "")
 
 
 def redact(args: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
