@@ -33,7 +33,7 @@ from corral.store import Store, open_store
 log = logging.getLogger("corral")
 
 
-def _load_rules(rules: Any) -> list[tuple[str, str]]:
+def rule_sources(rules: Any) -> list[tuple[str, str]]:
     """Rule text, a ``Path`` to a ``*.rules`` file, or a list of either → ``[(text, source)]``."""
     if rules is None:
         return []
@@ -47,7 +47,7 @@ def _load_rules(rules: Any) -> list[tuple[str, str]]:
     if isinstance(rules, Iterable):
         out: list[tuple[str, str]] = []
         for item in rules:
-            out.extend(_load_rules(item))
+            out.extend(rule_sources(item))
         return out
     raise ConfigError(f"rules must be rule text, a pathlib.Path or a list of them, got {type(rules).__name__}")
 
@@ -160,8 +160,11 @@ class Governor:
         self.retry_backoff = float(retry_backoff)
         self.redact_names = frozenset(redact)
         self._clock = clock
-        self._sources = _load_rules(rules)
-        self._policy = Policy.from_sources(self._sources)
+        if isinstance(rules, Policy):  # compiled already (a per-call process keeps its parsed rules)
+            self._sources, self._policy = [], rules
+        else:
+            self._sources = rule_sources(rules)
+            self._policy = Policy.from_sources(self._sources)
         self.store: Store = open_store(store)
         self._tools: dict[str, ToolSpec] = {}
         self._lock = threading.RLock()
@@ -180,7 +183,7 @@ class Governor:
 
     def rules(self, rules: Any) -> Governor:
         """Add rules (text, a Path, or a list). They are parsed and compiled now; errors surface here."""
-        sources = _load_rules(rules)
+        sources = rule_sources(rules)
         with self._lock:
             self._policy = self._policy.extend(sources)
             self._sources.extend(sources)

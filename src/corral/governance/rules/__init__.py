@@ -11,6 +11,8 @@ The stages live in their own modules — ``grammar`` (lark), ``parser`` (meaning
 read and tested alone.
 """
 
+from typing import Any
+
 from corral.governance.rules.compiler import (
     CompiledRule,
     Policy,
@@ -21,9 +23,23 @@ from corral.governance.rules.compiler import (
     decide,
     shadow_verdict,
 )
-from corral.governance.rules.lint import Diagnostic, lint_rules
 from corral.governance.rules.nodes import Directive, Rule, RuleFile
-from corral.governance.rules.parser import parse_rules
+
+# The parser (which loads lark) and the linter are loaded when first used: a process that only decides,
+# with its policy already compiled, never needs them.
+_LAZY = {"parse_rules": "parser", "Diagnostic": "lint", "lint_rules": "lint"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral.governance.rules' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"corral.governance.rules.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CompiledRule",

@@ -50,7 +50,7 @@ from corral.governance.rules.nodes import (
     RuleFile,
     Subject,
 )
-from corral.governance.rules.parser import DAY_NAMES, DAYS, OP_WORDS, collection_paused, is_glob, parse_rules
+from corral.governance.rules.vocabulary import DAY_NAMES, DAYS, OP_WORDS, collection_paused, is_glob
 
 __all__ = ["CompiledRule", "Policy", "RuleFacts", "RuleOutcome", "Shadow", "Verdict", "decide", "shadow_verdict"]
 
@@ -364,6 +364,8 @@ class Policy:
 
     @classmethod
     def from_text(cls, text: str, source: str = "<rules>") -> Policy:
+        from corral.governance.rules.parser import parse_rules  # the parser (and lark) only when parsing
+
         return cls((parse_rules(text, source),))
 
     def extend(self, sources: Iterable[Source]) -> Policy:
@@ -415,6 +417,8 @@ def _index(rule: CompiledRule) -> int:
 
 
 def _parse_all(sources: Iterable[Source]) -> list[RuleFile]:
+    from corral.governance.rules.parser import parse_rules  # the parser (and lark) only when parsing
+
     files = []
     for item in sources:
         if isinstance(item, Path):

@@ -11,14 +11,11 @@ expected. A file with one bad line loads nothing: half a policy is a policy nobo
 from __future__ import annotations
 
 import difflib
-import gc
 import hashlib
 import os
 import re
 import stat
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -39,7 +36,6 @@ from corral.governance.rules.nodes import (
     ENUM,
     FLAG,
     MONEY,
-    NAME,
     PERCENT,
     ROLES,
     SHADOW,
@@ -55,79 +51,22 @@ from corral.governance.rules.nodes import (
     RuleFile,
     Subject,
 )
+from corral.governance.rules.vocabulary import (  # noqa: F401 - the vocabulary, as this module's readers know it
+    DAY_NAMES,
+    DAYS,
+    EFFECTS,
+    FIELD_LIST,
+    FIELDS,
+    NUMERIC_OPS,
+    OP_WORDS,
+    OPERATORS,
+    PHASES,
+    collection_paused,
+    is_glob,
+)
 
 __all__ = ["parse_rules"]
 
-# field -> kind. ``arg.NAME``, ``principal.role`` and ``calls(...)`` are handled apart.
-FIELDS: dict[str, str] = {
-    "phase": ENUM,
-    "effect": ENUM,
-    "tool": NAME,
-    "budget": PERCENT,
-    "spent": MONEY,
-    "remaining": MONEY,
-    "cost": MONEY,
-    "principal": NAME,
-    "agent": NAME,
-    "time": TIME,
-    "day": DAY,
-    "labels": ROLES,  # what the session has read (DESIGN §15): a set of words, like principal.role
-    "tags": ROLES,  # what the tool is (egress, …)
-}
-FIELD_LIST = (
-    "phase, effect, tool, budget, spent, remaining, cost, arg.NAME, principal, principal.role, "
-    "agent, time, day, calls(GLOB[, WINDOW]), labels, tags"
-)
-
-PHASES = ("explore", "decide", "commit")
-EFFECTS = ("read", "reversible", "irreversible")
-DAYS: dict[str, int] = {}
-for _index, _names in enumerate(
-    (
-        ("mon", "monday"),
-        ("tue", "tues", "tuesday"),
-        ("wed", "weds", "wednesday"),
-        ("thu", "thur", "thurs", "thursday"),
-        ("fri", "friday"),
-        ("sat", "saturday"),
-        ("sun", "sunday"),
-    )
-):
-    for _name in _names:
-        DAYS[_name] = _index
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-# Which operators each kind of field takes. Anything else is an error, never a silent no-op.
-_NUMERIC_OPS = frozenset({"above", "below", "at_least", "at_most"})
-OPERATORS: dict[str, frozenset[str]] = {
-    ENUM: frozenset({"is", "in", "matches", "exists"}),
-    DAY: frozenset({"is", "in", "exists"}),
-    NAME: frozenset({"is", "in", "matches", "contains", "exists"}),
-    ROLES: frozenset({"is", "in", "matches", "contains", "exists"}),
-    PERCENT: frozenset({"is", "in", "exists"}) | _NUMERIC_OPS,
-    MONEY: frozenset({"is", "in", "exists"}) | _NUMERIC_OPS,
-    COUNT: frozenset({"is", "in", "exists"}) | _NUMERIC_OPS,
-    TIME: frozenset({"is", "in", "inside", "exists"}) | _NUMERIC_OPS,
-    ANY: frozenset({"is", "in", "matches", "contains", "exists"}) | _NUMERIC_OPS,
-}
-
-# How operators are written, for messages and traces.
-OP_WORDS: dict[tuple[str, bool], str] = {
-    ("is", False): "IS",
-    ("is", True): "IS NOT",
-    ("in", False): "IN",
-    ("in", True): "NOT IN",
-    ("above", False): "ABOVE",
-    ("below", False): "BELOW",
-    ("at_least", False): "AT LEAST",
-    ("at_most", False): "AT MOST",
-    ("matches", False): "MATCHES",
-    ("contains", False): "CONTAINS",
-    ("exists", False): "EXISTS",
-    ("exists", True): "NOT EXISTS",
-    ("inside", False): "INSIDE",
-    ("inside", True): "OUTSIDE",
-}
 _OP_LIST = "IS, IS NOT, IN, NOT IN, ABOVE, BELOW, AT LEAST, AT MOST, MATCHES, CONTAINS, EXISTS, INSIDE, OUTSIDE"
 
 # tree node -> (operator, negated)
@@ -156,7 +95,6 @@ _WINDOW = re.compile(r"^(\d+)(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|
 _WINDOW_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TARGET = re.compile(r"^[\w\-.:/*?\[\]!]+$")
 _ARG_SEGMENT = re.compile(r"^[\w\-]+$")
-_GLOB_CHARS = frozenset("*?[")
 _KEYWORD_TYPES = frozenset(KEYWORDS)
 _MAX_DEPTH = 64
 
@@ -265,24 +203,6 @@ def parse_rules(text: str, source: str = "<rules>", line_offset: int = 0) -> Rul
                 mode = mode or directive
             directives.append(directive)
     return RuleFile(source, tuple(directives), tuple(rules))
-
-
-@contextmanager
-def collection_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector while a large file is parsed.
-
-    Parsing and compiling allocate many small objects that all stay alive; CPython's collector keeps
-    re-scanning them, which made a 10,000-rule policy take seconds longer to load. Nothing here relies
-    on collecting cycles meanwhile, so pausing is safe; the collector is restored even on error.
-    """
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 # -- building nodes from the tree --------------------------------------------------------------------
@@ -510,7 +430,7 @@ class _Builder:
             if minutes is None or minutes >= 24 * 60:
                 raise self.error(f'expected a time of day like 17:00 after {subject.label}, got "{raw}"', token)
             return Literal(raw, quoted, line, column, minutes=minutes)
-        if kind in (PERCENT, MONEY, COUNT) or (kind == ANY and op in _NUMERIC_OPS):
+        if kind in (PERCENT, MONEY, COUNT) or (kind == ANY and op in NUMERIC_OPS):
             number = None if quoted else _number(raw, kind)
             if number is None:
                 raise self.error(self._number_message(subject, raw, op), token)
@@ -617,9 +537,6 @@ def _unquote(text: str) -> str:
 def _canonical(tokens: list[Token]) -> str:
     return " ".join(str(t).upper() if t.type in _KEYWORD_TYPES else str(t) for t in tokens)
 
-
-def is_glob(target: str) -> bool:
-    return any(ch in _GLOB_CHARS for ch in target)
 
 
 # -- syntax errors: lark's expected-token sets in words --------------------------------------------

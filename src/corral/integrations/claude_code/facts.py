@@ -96,14 +96,22 @@ class AgentFacts:
         return cls(**fields)
 
     def governor(self, *, store: Any = None, approver: Callable[..., Any] | None = None,
-                 clock: Callable[..., Any] | None = None) -> Governor:
-        """The governor the agent file declares — the same mapping as ``harness.runtime.governor_from_config``."""
-        from corral.governance.governor import Governor
+                 clock: Callable[..., Any] | None = None, rules_cache: Path | None = None) -> Governor:
+        """The governor the agent file declares — the same mapping as ``harness.runtime.governor_from_config``.
 
+        ``rules_cache``: a directory where the parsed rules are kept between processes (the hook's state):
+        the rules files are still read every time, and parsed again whenever their text changed."""
+        from corral.governance.governor import Governor, rule_sources
+
+        rules: Any = [Path(r) for r in self.rules] or None
+        if rules and rules_cache is not None:
+            from corral.governance.rules.cache import cached_policy
+
+            rules = cached_policy(rule_sources(rules), rules_cache)
         return Governor(
             agent=self.name,
             budget=self.budget,
-            rules=[Path(r) for r in self.rules] or None,
+            rules=rules,
             store=store if store is not None else self.store,
             approver=approver,
             gates=self.gates,
@@ -198,7 +206,7 @@ class ClaudeCodeAgent:
         self.state = state_dir(state)
         self.snapshots = FileSnapshots(self.state / "snapshots")
         self.governor = governor if governor is not None else self.facts.governor(
-            store=store, approver=approver, clock=clock)
+            store=store, approver=approver, clock=clock, rules_cache=self.state / "rules")
         self.declarations: dict[str, ToolDeclaration] = {}
         names = list(BUILTIN_EFFECTS) + [t["name"] for t in self.facts.tools if t["kind"] == "python"]
         for name in names:
