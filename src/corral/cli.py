@@ -23,6 +23,7 @@ Examples:
   corral rules check policy.rules                  check a rules file
   corral rules check *.rules --tools send_email,issue_refund
   corral rules check policy.rules --json           diagnostics as JSON
+  corral rules test policy.rules policy.tests.yaml  run a policy's test cases
 
 Run "corral COMMAND --help" for a command's options and examples.
 """
@@ -52,7 +53,7 @@ A rules file has one rule per line:
 
 @main.group(epilog=_RULES_EPILOG)
 def rules() -> None:
-    """Check *.rules policy files (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL)."""
+    """Check, test, translate and replay *.rules policy files (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL)."""
 
 
 _CHECK_EPILOG = """\b
@@ -149,10 +150,12 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as
 
 def _add_commands() -> None:
     from corral.commands import agent, hook, mcp, store
+    from corral.commands import rules as rules_commands
 
     for command in (agent.validate, agent.run, agent.chat, agent.recover, agent.doctor, agent.session, agent.phase,
                     store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook):
         main.add_command(command)
+    rules.add_command(rules_commands.test)
 
 
 _add_commands()
