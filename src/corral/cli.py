@@ -24,6 +24,7 @@ Examples:
   corral rules check *.rules --tools send_email,issue_refund
   corral rules check policy.rules --json           diagnostics as JSON
   corral rules test policy.rules policy.tests.yaml  run a policy's test cases
+  corral rules export policy.rules --to cedar      the policy in Cedar
 
 Run "corral COMMAND --help" for a command's options and examples.
 """
@@ -155,7 +156,8 @@ def _add_commands() -> None:
     for command in (agent.validate, agent.run, agent.chat, agent.recover, agent.doctor, agent.session, agent.phase,
                     store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook):
         main.add_command(command)
-    rules.add_command(rules_commands.test)
+    for command in (rules_commands.test, rules_commands.export, rules_commands.import_):
+        rules.add_command(command)
 
 
 _add_commands()

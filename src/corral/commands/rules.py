@@ -114,3 +114,113 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+# -- export / import ---------------------------------------------------------------------------------------
+
+_EXPORT_EPILOG = """\b
+Examples:
+  corral rules export refunds.rules --to cedar > refunds.cedar
+  corral rules export refunds.rules --to cedar --schema > refunds.cedarschema
+  corral rules export refunds.rules --to cedar --config agent.yaml --schema   every tool an action
+  corral rules export refunds.rules --to cedar --json | jq '.untranslated'
+
+\b
+Each rule Cedar cannot express is named on stderr with the reason (calls() windows, budget,
+time and day, labels and tags, case-insensitive MATCHES, shadow rules, REQUIRE PLAN), and listed
+in a comment atop the policies; the rest decides in Cedar as in corral. The request the policies
+expect: principal User::"NAME" (its roles are Role parents), action Action::"TOOL", resource
+Agent::"AGENT", context {phase, effect, tool, args}; Deny is blocked, an Allow that a
+@corral("approval") or @corral("flag") policy held needs approval or is flagged.
+
+\b
+Exit status:
+  0  exported (with --strict: and every rule translated)
+  1  --strict and a rule could not be translated
+  2  a rules file is wrong (file:line:column) or a bad option
+"""
+
+
+@click.command("export", epilog=_EXPORT_EPILOG)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE.rules...")
+@click.option("--to", "target", type=click.Choice(["cedar"]), required=True, help="The language to write.")
+@click.option("--schema", is_flag=True, help="Print the Cedar schema (entities, actions, context) instead.")
+@click.option("--tools", multiple=True, metavar="NAME[,NAME...]", help="Tools to declare as actions in the schema.")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="An agent file: its tools are actions.")
+@click.option("--json", "as_json", is_flag=True, help="Print {policies, schema, translated, untranslated} as JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a rule could not be translated.")
+def export(files: tuple[str, ...], target: str, schema: bool, tools: tuple[str, ...], config: str | None,
+           as_json: bool, strict: bool) -> None:
+    """Translate rules FILES (one policy) to Cedar policies, or with --schema to a Cedar schema."""
+    from corral.errors import RuleSyntaxError
+    from corral.governance.rules import Policy
+    from corral.governance.rules.cedar import export_cedar
+
+    names = [name.strip() for option in tools for name in option.split(",") if name.strip()]
+    if config:
+        from corral.harness.config import AgentConfigError, known_tool_names, load_agent
+
+        try:
+            names.extend(known_tool_names(load_agent(config, check=False)))
+        except AgentConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+    try:
+        policy = Policy.from_sources([(_read(path), path) for path in files])
+    except RuleSyntaxError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    result = export_cedar(policy, tools=names)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(result.schema if schema else result.policies, nl=False)
+        for item in result.untranslated:
+            click.echo(str(item), err=True)
+    if strict and result.untranslated:
+        sys.exit(1)
+
+
+def _read(path: str) -> str:
+    from corral.errors import RuleSyntaxError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise RuleSyntaxError(f"cannot read the file: {error}", source=path, line=1, column=1) from None
+
+
+_IMPORT_EPILOG = """\b
+Examples:
+  corral rules import policies.cedar > policies.rules
+  corral rules import policies.cedar && corral rules check policies.rules
+
+\b
+Reads permit/forbid with when/unless over principal (User, Role), action (Action::"TOOL"),
+resource (Agent) and context.phase, .effect, .tool, .args; @corral("flag"|"approval") and
+@reason("…") annotations as corral writes them. Anything else is an error naming file:line:column.
+
+\b
+Exit status:
+  0  imported (the rules are printed)
+  2  the file is not Cedar, or uses something corral's rules cannot say exactly (file:line:column)
+"""
+
+
+@click.command("import", epilog=_IMPORT_EPILOG)
+@click.argument("file", type=click.Path(dir_okay=False), metavar="FILE.cedar")
+def import_(file: str) -> None:
+    """Translate the Cedar policies in FILE to corral rules (printed on stdout)."""
+    from corral.governance.rules.cedar_import import CedarImportError, import_cedar
+
+    try:
+        with open(file, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        click.echo(f"error: {file}:1:1: cannot read the file: {error}", err=True)
+        sys.exit(2)
+    try:
+        click.echo(import_cedar(text, file), nl=False)
+    except CedarImportError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
