@@ -299,15 +299,28 @@ def doctor(as_json: bool) -> None:
         except ImportError:  # a missing parent package
             return False
 
+    from corral.harness.sandbox import isolation_problem
+    from corral.harness.tools.browser import chromium_report
+
     extras = {name: installed(mod) for name, mod in
               (("postgres", "psycopg"), ("mcp", "mcp"), ("openai", "openai"), ("anthropic", "anthropic"),
-               ("bedrock", "boto3"), ("otel", "opentelemetry.sdk"))}
-    report = {"python": platform.python_version(), "sandbox": sandbox_doctor(), "extras": extras}
+               ("bedrock", "boto3"), ("gemini", "google.genai"), ("browser", "playwright"),
+               ("otel", "opentelemetry.sdk"))}
+    problem = isolation_problem()
+    commands = ({"runs": True, "isolation": "bubblewrap", "detail": "shell and python run under bubblewrap"}
+                if problem is None else
+                {"runs": False, "isolation": None,
+                 "detail": f"shell and python refuse to start: {problem}"})
+    report = {"python": platform.python_version(), "sandbox": sandbox_doctor(), "commands": commands,
+              "chromium": chromium_report(), "extras": extras}
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
     sandbox = report["sandbox"]
     click.echo(f"python {report['python']}")
+    click.echo(f"commands: {commands['detail']}")
+    chromium = report["chromium"]
+    click.echo(f"browser: {chromium['problem'] or (chromium['version'] or 'Chromium') + ' at ' + chromium['path']}")
     click.echo(f"sandbox isolation: {sandbox.get('isolation')}")
     for key, value in sandbox.items():
         if key != "isolation":
@@ -333,14 +346,20 @@ Example:
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds before the command is killed.")
 def session_exec(session_id: str, command: tuple[str, ...], agent_file: str, timeout: float) -> None:
     """Run COMMAND in a session's sandbox (its workspace), without the model and without token cost."""
-    from corral.harness.sandbox import Sandbox
+    from corral.harness.sandbox import Sandbox, SandboxUnavailable
+    from corral.harness.tools.session_builtins import isolation_for
 
     harness = _load_harness(agent_file, None, None)
     try:
         if harness.governor.store.get_session(session_id) is None:
             click.echo(f"error: no session {session_id!r}", err=True)
             sys.exit(1)
-        result = Sandbox(harness.workspace_for(session_id), timeout=timeout).run(list(command))
+        try:
+            box = Sandbox(harness.workspace_for(session_id), timeout=timeout, isolation=isolation_for(harness.config))
+        except SandboxUnavailable as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        result = box.run(list(command))
     finally:
         harness.close()
     sys.stdout.write(result.stdout)

@@ -96,6 +96,9 @@ class McpServer(_Strict):
     command: list[str] | None = None
     url: str | None = None
     env: dict[str, str] | None = None
+    # over HTTP: a named credential sent as ``Authorization: Bearer …``, or in ``credential_header``
+    credential: str | None = None
+    credential_header: str | None = None
 
     @model_validator(mode="after")
     def _one(self) -> McpServer:
@@ -103,6 +106,10 @@ class McpServer(_Strict):
             raise ValueError("an MCP server has exactly one of `command: [...]` or `url: http://…`")
         if self.command is not None and not self.command:
             raise ValueError("`command` must not be empty")
+        if self.credential is not None and self.url is None:
+            raise ValueError("`credential` is sent as an HTTP header: it needs `url:`, not `command:`")
+        if self.credential_header is not None and self.credential is None:
+            raise ValueError("`credential_header` names where `credential` goes: give `credential:` too")
         return self
 
 
@@ -115,14 +122,44 @@ class McpTool(_Strict):
 
 
 class BuiltinTool(_Strict):
-    builtin: Literal["files", "shell", "python"]
+    builtin: Literal["files", "shell", "python", "browser"]
     effect: EFFECT | None = None
+    effects: dict[str, EFFECT] = Field(default_factory=dict)  # per tool name (the browser's)
     timeout: float | None = Field(None, gt=0)
 
 
+class OpenApiSource(_Strict):
+    spec: str
+    base_url: str | None = None  # default: the spec's first server
+    operations: list[str] = Field(default_factory=lambda: ["*"])  # operationId globs
+    credential: str | None = None
+    prefix: str = "api."
+    timeout: float = Field(30.0, gt=0)
+
+
+class OpenApiTool(_Strict):
+    openapi: OpenApiSource
+    effects: dict[str, EFFECT] = Field(default_factory=dict)
+    compensate: dict[str, str] = Field(default_factory=dict)
+    cost: dict[str, float] = Field(default_factory=dict)
+
+
+class Credential(_Strict):
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Credential:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a credential is exactly one of {env: VARIABLE} or {file: PATH}")
+        return self
+
+
 class MemoryConfig(_Strict):
-    window: int = Field(40, gt=0)
+    window: int = Field(40, gt=0)  # messages
     long_term: bool = False
+    truncation: Literal["sliding_window", "summarization", "none"] = "sliding_window"
+    context_tokens: int | None = Field(None, gt=0)  # the model's context limit, when known
 
 
 class Limits(_Strict):
@@ -170,7 +207,10 @@ class AgentConfig(_Strict):
     name: str = Field(min_length=1)
     model: ModelConfig | None = None  # required to run; a governance-only file (proxy, hook) may omit it
     instructions: str = ""
-    tools: list[PythonTool | McpTool | BuiltinTool] = Field(default_factory=list)
+    tools: list[PythonTool | McpTool | BuiltinTool | OpenApiTool] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)  # folders of skills, or one skill folder each
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    sandbox: Literal["isolated", "unisolated"] = "isolated"
     allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     limits: Limits = Field(default_factory=Limits)
@@ -190,8 +230,8 @@ class AgentConfig(_Strict):
         if not isinstance(value, list):
             return value
         for i, item in enumerate(value):
-            if isinstance(item, dict) and not ({"python", "mcp", "builtin"} & set(item)):
-                raise ValueError(f"tools[{i}] needs one of python:, mcp: or builtin:")
+            if isinstance(item, dict) and not (set(TOOL_KINDS) & set(item)):
+                raise ValueError(f"tools[{i}] needs one of {', '.join(k + ':' for k in TOOL_KINDS)}")
         return value
 
     def path(self, relative: str) -> Path:
@@ -203,6 +243,11 @@ class AgentConfig(_Strict):
         if rules is None:
             return []
         return [self.path(r) for r in ([rules] if isinstance(rules, str) else rules)]
+
+
+TOOL_KINDS: dict[str, type[BaseModel]] = {
+    "python": PythonTool, "mcp": McpTool, "builtin": BuiltinTool, "openapi": OpenApiTool,
+}
 
 
 class AgentConfigError(ConfigError):
@@ -219,7 +264,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("PythonTool", "McpTool", "BuiltinTool") or "[" in str(part):
+        elif part in ("PythonTool", "McpTool", "BuiltinTool", "OpenApiTool") or "[" in str(part):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -259,12 +304,12 @@ def _tool_union_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"tools[{i}]", f"expected a mapping, got {item!r}"))
             continue
         model: type[BaseModel] | None = None
-        for key, kind in (("python", PythonTool), ("mcp", McpTool), ("builtin", BuiltinTool)):
+        for key, kind in TOOL_KINDS.items():
             if key in item:
                 model = kind
                 break
         if model is None:
-            problems.append((f"tools[{i}]", "needs one of python:, mcp: or builtin:"))
+            problems.append((f"tools[{i}]", f"needs one of {', '.join(k + ':' for k in TOOL_KINDS)}"))
             continue
         try:
             model.model_validate(item)
@@ -349,6 +394,9 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[str, str]]:
         parse_gates(config.governance.gates)
     except ConfigError as exc:
         problems.append(("governance", str(exc)))
+    from corral.harness.checks import environment_problems
+
+    problems += environment_problems(config)
     if not config.store.startswith(("sqlite:", "postgresql:", "postgres:", "memory")):
         problems.append(("store", f"unknown store URL {config.store!r}; expected sqlite:///… or postgresql://…"))
     return problems
@@ -387,6 +435,8 @@ _BUILTIN_TOOLS = {
     "files": ("read_file", "list_files", "write_file", "edit_file"),
     "shell": ("shell",),
     "python": ("python",),
+    "browser": ("browser_navigate", "browser_snapshot", "browser_screenshot", "browser_click", "browser_type",
+                "browser_submit"),
 }
 PHASE_TOOLS = ("begin_decide", "propose_plan", "begin_commit", "finish_commit", "abort_commit", "back_to_explore")
 
@@ -403,6 +453,15 @@ def known_tool_names(config: AgentConfig) -> list[str]:
         elif isinstance(tool, McpTool):
             prefix = tool.prefix or ""
             names.extend(prefix + name for name in {*tool.effects, *tool.cost, *tool.compensate})
+        elif isinstance(tool, OpenApiTool):
+            from corral.harness.tools.openapi import operation_names
+
+            try:
+                names.extend(operation_names(tool.openapi, config.base_dir))
+            except ConfigError:
+                pass  # `corral validate` reports the spec's problems
+    if config.skills:
+        names.append("load_skill")
     if config.memory.long_term:
         names.extend(("remember", "recall"))
     return names

@@ -32,8 +32,9 @@ class RunContext:
     def sandbox(self) -> Any:
         if self._sandbox is None:
             from corral.harness.sandbox import Sandbox  # started only by the tools that run commands
+            from corral.harness.tools.session_builtins import isolation_for
 
-            self._sandbox = Sandbox(self.workspace)
+            self._sandbox = Sandbox(self.workspace, isolation=isolation_for(getattr(self.harness, "config", None)))
         return self._sandbox
 
 

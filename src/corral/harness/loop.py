@@ -34,6 +34,7 @@ from corral.harness.phase_tools import AbortCommit
 from corral.harness.runtime import HARNESS_KEY, Harness
 from corral.harness.telemetry import record_decision, record_usage
 from corral.harness.tools.schema import argument_problems
+from corral.harness.truncation import context_window, summarizer
 
 END_TURN = "end_turn"
 MAX_ITERATIONS = "max_iterations"
@@ -161,6 +162,7 @@ def run(
         emit("stop", {"stop_reason": stop_reason, "answer": answer, "budget": result.budget})
         return result
     finally:
+        harness.end_session(session.id)
         CURRENT.reset(token)
 
 
@@ -198,12 +200,13 @@ def _loop(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Ev
             raise _Stop(BUDGET_STOP, _wrap_up(ctx, "the budget's stop gate was reached"))
         model = harness.fallback_model if gate in (DEGRADE, FORCE_DECIDE) and harness.fallback_model else harness.model
         system = _system_prompt(harness, ctx, gate)
-        window = _window(transcript, config.memory.window)
         tools = [ToolSchema(t.name, t.description, t.parameters) for t in harness.tools.values()
                  if harness.allowed(t.name)]
         max_tokens = config.model.max_tokens if config.model is not None else 1024
         if gate in (DEGRADE, FORCE_DECIDE) and harness.fallback_model is None:
             max_tokens = max(64, max_tokens // 2)
+        window = context_window(ctx.state, transcript, config.memory, summarizer(harness, ctx, model), system,
+                                tools, max_tokens)
 
         # 2. reserve budget for the model call, call it, settle what it really used
         prompt_tokens = estimate_tokens(system, window, tools)
@@ -346,16 +349,6 @@ def _to_text(result: Any) -> str:
         return repr(result)
 
 
-def _window(transcript: list[Message], size: int) -> list[Message]:
-    """The last ``size`` messages, never starting on a tool result whose call was cut off."""
-    if len(transcript) <= size:
-        return list(transcript)
-    window = transcript[-size:]
-    while window and window[0].role == "tool":
-        window = window[1:]
-    return window
-
-
 def _system_prompt(harness: Harness, ctx: RunContext, gate: str | None) -> str:
     session = ctx.session
     lines = [harness.config.instructions.strip()]
@@ -364,6 +357,8 @@ def _system_prompt(harness: Harness, ctx: RunContext, gate: str | None) -> str:
             f"\nYou are in the {session.phase} phase. Phases: explore (reads only) → decide (propose_plan) → "
             "commit (begin_commit runs the plan; finish_commit commits). Writes outside commit are refused."
         )
+    if harness.skills is not None:
+        lines.append(harness.skills.prompt())
     if gate == DEGRADE:
         lines.append("The budget is past its degrade gate: be brief and use as few calls as possible.")
     elif gate == FORCE_DECIDE:

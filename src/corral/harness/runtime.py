@@ -17,7 +17,14 @@ from typing import Any
 from corral.errors import ConfigError
 from corral.governance.effects import IRREVERSIBLE, READ
 from corral.governance.governor import Governor
-from corral.harness.config import AgentConfig, BuiltinTool, McpTool, PythonTool, resolve_import
+from corral.harness.config import (
+    AgentConfig,
+    BuiltinTool,
+    McpTool,
+    OpenApiTool,
+    PythonTool,
+    resolve_import,
+)
 from corral.harness.context import current
 from corral.harness.phase_tools import PHASE_TOOLS
 from corral.harness.tools.schema import schema_from_signature
@@ -110,6 +117,12 @@ class Harness:
         self.builtin_cache: dict[tuple[str, str], Any] = {}
         self.defer_irreversible = True
         self._mcp_clients: list[Any] = []
+        self.resources: list[Any] = []  # closed with the harness (an OpenAPI client, the browser)
+        self.session_enders: list[Callable[[str], None]] = []  # called when a session's run ends
+        from corral.harness.tools.credentials import Vault
+
+        self.vault = Vault.from_config(config)
+        self.skills: Any = None
         self._register_phase_tools()
         for index, tool in enumerate(config.tools):
             try:
@@ -119,8 +132,21 @@ class Harness:
                     self._register_builtin(tool)
                 elif isinstance(tool, McpTool):
                     self._register_mcp(tool)
+                elif isinstance(tool, OpenApiTool):
+                    from corral.harness.tools.openapi import register_openapi
+
+                    register_openapi(self, tool)
             except ConfigError as exc:
+                self.close()
                 raise ConfigError(f"{config.source}: tools[{index}]: {exc}") from None
+        if config.skills:
+            from corral.harness.tools.skills import register_skills
+
+            try:
+                register_skills(self)
+            except ConfigError as exc:
+                self.close()
+                raise ConfigError(f"{config.source}: {exc}") from None
         if config.memory.long_term:
             from corral.harness.memory import LongTermMemory
 
@@ -163,6 +189,8 @@ class Harness:
         doc = description or (fn.__doc__ or "").strip().split("\n")[0] or name
         self.tools[name] = ExposedTool(name, doc, parameters or schema_from_signature(fn), phase_tool)
 
+    _expose = expose  # the name the MCP registration still uses
+
     def _register_phase_tools(self) -> None:
         for name, fn in PHASE_TOOLS.items():
             params = schema_from_signature(fn)
@@ -184,12 +212,22 @@ class Harness:
         )
 
     def _register_builtin(self, tool: BuiltinTool) -> None:
+        from corral.harness.checks import builtin_problems
+
+        problems = builtin_problems(tool, self.config)
+        if problems:
+            raise ConfigError("; ".join(f"{key}: {message}" for key, message in problems))
+        if tool.builtin == "browser":
+            from corral.harness.tools.browser_tools import register_browser
+
+            register_browser(self, tool)
+            return
         from corral.harness.tools.session_builtins import for_harness
 
         for builtin in for_harness(self, tool.builtin, timeout=tool.timeout):
-            effect = tool.effect or builtin.effect
+            effect = tool.effects.get(builtin.name) or tool.effect or builtin.effect
             self.expose(builtin.name, builtin.fn, effect, description=builtin.description,
-                         parameters=builtin.parameters, compensate=builtin.compensate)
+                        parameters=builtin.parameters, compensate=builtin.compensate)
 
     def _register_mcp(self, tool: McpTool) -> None:
         from corral.harness.tools.mcp import register_mcp_tools
@@ -224,12 +262,21 @@ class Harness:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def end_session(self, session_id: str) -> None:
+        """A session's run is over: release what it held (its browser context)."""
+        for end in self.session_enders:
+            try:
+                end(session_id)
+            except Exception:
+                pass
+
     def close(self) -> None:
-        for client in self._mcp_clients:
+        for client in [*self._mcp_clients, *self.resources]:
             try:
                 client.close()
             except Exception:
                 pass
+        self.vault.close()
         self.governor.close()
 
 

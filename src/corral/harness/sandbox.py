@@ -11,7 +11,9 @@ Two isolations, chosen once per process:
 - ``subprocess`` — the fallback: the workspace as working directory, a clean environment, resource limits
   (CPU seconds, address space, file size, process count where it applies), its own session and process
   group. This limits a runaway command but does not confine it: absolute paths reach the host with this
-  user's rights, and the network is open. ``doctor()`` says so.
+  user's rights, and the network is open. ``doctor()`` says so. The harness never falls back to it on
+  its own: without bubblewrap, ``shell`` and ``python`` refuse to start unless the agent file says
+  ``sandbox: unisolated`` (``isolation_problem()`` names the fix).
 
 Both kill a command at its timeout — its whole process group, and in the fallback also every process
 that still carries the run's environment marker — and read its output incrementally, keeping at most
@@ -93,27 +95,48 @@ class BubblewrapProbe:
 
 
 _probe_lock = threading.Lock()
-_probe_cache: BubblewrapProbe | None = None
+_probe_cache: dict[str | None, BubblewrapProbe] = {}
+
+BWRAP_ENV = "CORRAL_BWRAP"
+"""Names the bwrap binary to use instead of the one on PATH (a path that does not exist means none)."""
 
 
 def find_bwrap() -> str | None:
+    chosen = os.environ.get(BWRAP_ENV)
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
     return shutil.which("bwrap") or next(
         (p for p in ("/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap") if os.access(p, os.X_OK)), None
     )
 
 
 def probe_bubblewrap(*, refresh: bool = False) -> BubblewrapProbe:
-    """Run ``bwrap <the sandbox's own arguments> true`` once per process and remember the answer."""
-    global _probe_cache
+    """Run ``bwrap <the sandbox's own arguments> true`` once per process (per bwrap) and remember it."""
+    key = os.environ.get(BWRAP_ENV)
     with _probe_lock:
-        if _probe_cache is None or refresh:
-            _probe_cache = _probe()
-        return _probe_cache
+        if key not in _probe_cache or refresh:
+            _probe_cache[key] = _probe()
+        return _probe_cache[key]
+
+
+UNISOLATED_FIX = ("install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces, or "
+                  "say `sandbox: unisolated` in the agent file to accept commands that reach the whole host")
+
+
+def isolation_problem() -> str | None:
+    """Why commands cannot run isolated here, with the fix; None when bubblewrap works."""
+    probe = probe_bubblewrap()
+    if probe.ok:
+        return None
+    return f"commands cannot run isolated here ({probe.detail}); {UNISOLATED_FIX}"
 
 
 def _probe() -> BubblewrapProbe:
     path = find_bwrap()
     if path is None:
+        chosen = os.environ.get(BWRAP_ENV)
+        if chosen:
+            return BubblewrapProbe(False, None, None, f"{BWRAP_ENV}={chosen} is not an executable bwrap")
         return BubblewrapProbe(False, None, None, "bwrap is not installed (apt-get install bubblewrap)")
     version = None
     try:
@@ -212,7 +235,8 @@ class Sandbox:
             if not probe.ok:
                 raise SandboxUnavailable(
                     f"bubblewrap isolation was required but cannot run here: {probe.detail}. Install "
-                    "bubblewrap and allow unprivileged user namespaces, or use isolation='auto'."
+                    "bubblewrap and allow unprivileged user namespaces, or use isolation='auto' (in an agent "
+                    "file: `sandbox: unisolated`)."
                 )
             self._isolation = BUBBLEWRAP
 

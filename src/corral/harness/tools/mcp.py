@@ -23,8 +23,8 @@ import concurrent.futures
 import json
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -208,6 +208,7 @@ class McpClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         errlog: TextIO | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if (command is None) == (url is None):
             raise ConfigError("an MCP server has exactly one of command=[...] or url=...")
@@ -220,6 +221,7 @@ class McpClient:
         self.connect_timeout = float(connect_timeout)
         self.call_timeout = float(call_timeout)
         self.errlog = errlog
+        self.headers = dict(headers or {})  # sent with every HTTP request (a credential); never shown
         self.label = " ".join(self.command) if self.command is not None else str(url)
         self.tools: list[Any] = []
         self.initialize_result: Any = None
@@ -281,6 +283,8 @@ class McpClient:
             return stdio_client(params, errlog=self.errlog or sys.stderr)
         from mcp.client.streamable_http import streamable_http_client
 
+        if self.headers:
+            return _http_with_headers(str(self.url), self.headers)
         return streamable_http_client(self.url)  # type: ignore[arg-type]
 
     async def _serve(self) -> None:
@@ -509,6 +513,15 @@ class McpClient:
         return mcp_tool
 
 
+@asynccontextmanager
+async def _http_with_headers(url: str, headers: Mapping[str, str]) -> AsyncIterator[Any]:
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    async with create_mcp_http_client(headers=dict(headers)) as client, \
+            streamable_http_client(url, http_client=client) as streams:
+        yield streams
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -521,6 +534,24 @@ def _version() -> str:
 # ----------------------------------------------------------------------------------------- harness
 
 
+def _scrubbed(fn: Callable[..., Any], vault: Any) -> Callable[..., Any]:
+    """``fn`` whose results and errors never carry a credential's value (a server may echo a header)."""
+    if vault is None or not vault.names:
+        return fn
+
+    def mcp_tool(**arguments: Any) -> Any:
+        try:
+            return vault.scrub(fn(**arguments))
+        except McpToolError as exc:
+            raise McpToolError(vault.scrub(str(exc)), vault.scrub(exc.result)) from None
+        except McpUpstreamError as exc:
+            raise McpUpstreamError(vault.scrub(str(exc))) from None
+
+    mcp_tool.__name__ = fn.__name__
+    mcp_tool.__doc__ = fn.__doc__
+    return mcp_tool
+
+
 def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | None = None) -> McpClient:
     """Connect to the server an agent file's ``mcp:`` entry names and register every tool it lists.
 
@@ -528,9 +559,15 @@ def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | 
     server is stopped before the error propagates.
     """
     server = tool_config.mcp
-    client = McpClient.connect(
-        server, **({"call_timeout": call_timeout} if call_timeout is not None else {})
-    )
+    vault = getattr(harness, "vault", None)
+    options: dict[str, Any] = {"call_timeout": call_timeout} if call_timeout is not None else {}
+    if server.credential is not None:
+        if vault is None:
+            raise ConfigError(f"mcp.credential: unknown credential {server.credential!r}")
+        secret = vault.value(server.credential)
+        header = server.credential_header or "Authorization"
+        options["headers"] = {header: f"Bearer {secret}" if header.lower() == "authorization" else secret}
+    client = McpClient.connect(server, **options)
     try:
         plans = plan_tools(
             client.tools,
@@ -543,7 +580,7 @@ def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | 
         for plan in plans:
             harness.expose(
                 plan.name,
-                client.tool_function(plan.upstream),
+                _scrubbed(client.tool_function(plan.upstream), vault),
                 plan.effect,
                 description=plan.description,
                 parameters=plan.parameters,

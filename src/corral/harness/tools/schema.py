@@ -118,5 +118,7 @@ def argument_problems(args: Any, schema: Mapping[str, Any]) -> list[str]:
         sub = properties.get(name)
         if sub and not _fits(value, sub):
             want = sub.get("type") or "one of the allowed values"
+            if "enum" in sub and value not in sub["enum"]:
+                want = "one of " + ", ".join(map(repr, sub["enum"]))
             problems.append(f"argument {name!r} should be {want}, got {type(value).__name__} {value!r}"[:200])
     return problems
