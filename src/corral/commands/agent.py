@@ -1,6 +1,6 @@
 """Commands that run an agent file: validate, run, chat, recover, doctor, session exec, phase.
 
-``corral run`` exit codes: 0 end_turn, 3 awaiting_approval, 1 error or an invalid agent file,
+``corral run`` exit codes: 0 end_turn, 3 awaiting_approval, 4 awaiting_client, 1 error or an invalid agent file,
 2 any other stop (max_iterations, timeout, budget_stop).
 """
 
@@ -160,20 +160,25 @@ Examples:
   corral run agent.yaml "Refund order A1" --json > result.json
   corral approvals approve APPROVAL_ID --as bob        # when it stopped awaiting_approval
   corral run agent.yaml --session SESSION_ID            # resume: the approved call runs exactly once
+  corral run agent.yaml --session SESSION_ID --tool-result '{"CALL_ID": {"path": "a.txt"}}'
+                                                        # after awaiting_client: the client's results
 
 \b
-Exit status: 0 end_turn · 3 awaiting_approval · 1 error or invalid agent file
-             2 max_iterations, timeout or budget_stop
+Exit status: 0 end_turn · 3 awaiting_approval · 4 awaiting_client · 1 error, invalid agent file
+             or refused tool results · 2 max_iterations, timeout or budget_stop
 """)
 @click.argument("agent_file", type=click.Path(dir_okay=False))
 @click.argument("prompt", required=False)
 @click.option("--session", "session_id", help="Resume a stored session (paused calls are re-submitted first).")
 @click.option("--as", "principal", help="Who the session acts for (default: $USER).")
 @click.option("--store", help="Override the agent file's store URL.")
+@click.option("--tool-result", "tool_result",
+              help="With --session: a JSON object mapping each awaited client call id to its result.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object {session, stop_reason, answer, budget, traces}; nothing else on stdout.")
+              help="Print one JSON object {session, stop_reason, answer, budget, traces} (and client_calls "
+                   "when awaiting_client); nothing else on stdout.")
 def run(agent_file: str, prompt: str | None, session_id: str | None, principal: str | None, store: str | None,
-        as_json: bool) -> None:
+        tool_result: str | None, as_json: bool) -> None:
     """Run an agent on a prompt (or resume a session) until it stops, showing each governed call."""
     from rich.console import Console
 
@@ -181,12 +186,21 @@ def run(agent_file: str, prompt: str | None, session_id: str | None, principal: 
 
     if not prompt and not session_id:
         raise click.UsageError("give a PROMPT, or --session ID to resume a session")
+    tool_results = None
+    if tool_result is not None:
+        if not session_id:
+            raise click.UsageError("--tool-result answers a paused session: give --session ID too")
+        try:
+            tool_results = json.loads(tool_result)
+        except ValueError as exc:
+            click.echo(f"error: --tool-result is not valid JSON: {exc}", err=True)
+            sys.exit(1)
     harness = _load_harness(agent_file, principal, store)
     console = Console(stderr=as_json, highlight=False)
     view = LiveView(console) if not as_json else None
     try:
-        result = run_loop(harness, prompt, session_id=session_id, events=view)
-    except Exception as exc:  # e.g. an unknown session id
+        result = run_loop(harness, prompt, session_id=session_id, events=view, tool_results=tool_results)
+    except Exception as exc:  # e.g. an unknown session id, results for calls never asked
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     finally:
@@ -199,6 +213,11 @@ def run(agent_file: str, prompt: str | None, session_id: str | None, principal: 
             console.print(f"approve with: corral approvals approve {result.pending_approval} --as NAME "
                           f"--store {harness.config.store}")
             console.print(f"then resume:  corral run {agent_file} --session {result.session}")
+        for c in result.client_calls:
+            console.print(f"client call {c['id']}: {c['name']}({json.dumps(c['args'], ensure_ascii=False)})")
+        if result.client_calls:
+            console.print(f"run them, then: corral run {agent_file} --session {result.session} "
+                          "--tool-result '{\"ID\": RESULT, …}'")
         console.print(f"[dim]session {result.session} · {len(result.traces)} traces · "
                       f"corral sessions show {result.session} --agent {agent_file}[/]")
     sys.exit(result.exit_code)

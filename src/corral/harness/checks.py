@@ -21,7 +21,7 @@ _BUILTIN_NAMES = {
 
 def environment_problems(config: Any) -> list[tuple[str, str]]:
     """``[(path in the file, message)]`` for everything the agent file asks that cannot be had here."""
-    from corral.harness.config import BuiltinTool, McpTool, OpenApiTool
+    from corral.harness.config import BuiltinTool, ClientTool, McpTool, OpenApiTool
     from corral.harness.tools.credentials import Vault
 
     problems: list[tuple[str, str]] = []
@@ -40,6 +40,9 @@ def environment_problems(config: Any) -> list[tuple[str, str]]:
                 and tool.mcp.credential not in vault.sources:
             problems.append((f"{where}.mcp.credential", f"unknown credential {tool.mcp.credential!r} "
                              f"(credentials: {', '.join(vault.names) or 'none are declared'})"))
+        elif isinstance(tool, ClientTool) and tool.client.parameters.get("type", "object") != "object":
+            problems.append((f"{where}.client.parameters", "a client tool's parameters are a JSON Schema of type "
+                             f"object, got type {tool.client.parameters.get('type')!r}"))
     if config.skills:
         from corral.harness.tools.skills import skill_problems
 

@@ -55,7 +55,7 @@ class Fallback(_Strict):
 
 
 class ModelConfig(_Strict):
-    provider: Literal["scripted", "openai", "anthropic", "bedrock"] = "scripted"
+    provider: Literal["scripted", "openai", "anthropic", "bedrock", "gemini"] = "scripted"
     script: str | None = None
     id: str | None = None
     base_url: str | None = None
@@ -144,6 +144,18 @@ class OpenApiTool(_Strict):
     cost: dict[str, float] = Field(default_factory=dict)
 
 
+class ClientToolSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][\w.-]{0,63}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    effect: Literal["read", "irreversible"] = "irreversible"  # nothing the harness can compensate
+    cost: float | None = Field(None, ge=0)
+
+
+class ClientTool(_Strict):
+    client: ClientToolSpec
+
+
 class Credential(_Strict):
     env: str | None = None
     file: str | None = None
@@ -207,7 +219,7 @@ class AgentConfig(_Strict):
     name: str = Field(min_length=1)
     model: ModelConfig | None = None  # required to run; a governance-only file (proxy, hook) may omit it
     instructions: str = ""
-    tools: list[PythonTool | McpTool | BuiltinTool | OpenApiTool] = Field(default_factory=list)
+    tools: list[PythonTool | McpTool | BuiltinTool | OpenApiTool | ClientTool] = Field(default_factory=list)
     skills: list[str] = Field(default_factory=list)  # folders of skills, or one skill folder each
     credentials: dict[str, Credential] = Field(default_factory=dict)
     sandbox: Literal["isolated", "unisolated"] = "isolated"
@@ -246,7 +258,7 @@ class AgentConfig(_Strict):
 
 
 TOOL_KINDS: dict[str, type[BaseModel]] = {
-    "python": PythonTool, "mcp": McpTool, "builtin": BuiltinTool, "openapi": OpenApiTool,
+    "python": PythonTool, "mcp": McpTool, "builtin": BuiltinTool, "openapi": OpenApiTool, "client": ClientTool,
 }
 
 
@@ -264,7 +276,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("PythonTool", "McpTool", "BuiltinTool", "OpenApiTool") or "[" in str(part):
+        elif part in ("PythonTool", "McpTool", "BuiltinTool", "OpenApiTool", "ClientTool") or "[" in str(part):
             continue
         else:
             out += ("." if out else "") + str(part)
@@ -453,6 +465,8 @@ def known_tool_names(config: AgentConfig) -> list[str]:
         elif isinstance(tool, McpTool):
             prefix = tool.prefix or ""
             names.extend(prefix + name for name in {*tool.effects, *tool.cost, *tool.compensate})
+        elif isinstance(tool, ClientTool):
+            names.append(tool.client.name)
         elif isinstance(tool, OpenApiTool):
             from corral.harness.tools.openapi import operation_names
 

@@ -33,6 +33,7 @@ from corral.harness.models.base import MODEL_CALL, Message, ToolCall, ToolSchema
 from corral.harness.phase_tools import AbortCommit
 from corral.harness.runtime import HARNESS_KEY, Harness
 from corral.harness.telemetry import record_decision, record_usage
+from corral.harness.tools import client
 from corral.harness.tools.schema import argument_problems
 from corral.harness.truncation import context_window, summarizer
 
@@ -41,8 +42,10 @@ MAX_ITERATIONS = "max_iterations"
 TIMEOUT = "timeout"
 BUDGET_STOP = "budget_stop"
 AWAITING_APPROVAL = "awaiting_approval"
+AWAITING_CLIENT = "awaiting_client"
 ERROR = "error"
-EXIT_CODES = {END_TURN: 0, AWAITING_APPROVAL: 3, ERROR: 1}
+EXIT_CODES = {END_TURN: 0, AWAITING_APPROVAL: 3, AWAITING_CLIENT: 4, ERROR: 1}
+_AWAIT = object()  # a client call decided and handed to the caller: its result comes with the resume
 
 Events = Callable[[str, dict[str, Any]], None]
 
@@ -54,6 +57,7 @@ class RunResult:
     answer: str
     budget: dict[str, Any]
     pending_approval: str | None = None
+    client_calls: list[dict[str, Any]] = field(default_factory=list)  # what the caller must run
     _load_traces: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
     _traces: list[dict[str, Any]] | None = field(default=None, repr=False)
 
@@ -70,6 +74,7 @@ class RunResult:
             "stop_reason": self.stop_reason,
             "answer": self.answer,
             "budget": self.budget,
+            **({"client_calls": self.client_calls} if self.stop_reason == AWAITING_CLIENT else {}),
             "traces": self.traces,
         }
 
@@ -116,8 +121,12 @@ def run(
     *,
     session_id: str | None = None,
     events: Events | None = None,
+    tool_results: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run the agent until it stops; ``session_id`` resumes a stored session (paused calls first)."""
+    """Run the agent until it stops; ``session_id`` resumes a stored session (paused calls first).
+
+    ``tool_results`` answers the client calls a session paused on (``awaiting_client``): one result per
+    awaited id, or ``ClientResultError`` and nothing changes."""
     emit = events or (lambda kind, data: None)
     gov = harness.governor
     if session_id is not None:
@@ -125,6 +134,9 @@ def run(
     else:
         session = gov.session(principal=harness.principal, roles=harness.roles)
     state = _load_state(harness, session)
+    waiting = list(state.get("awaiting_client") or [])
+    if tool_results is not None:
+        client.check_results(waiting, tool_results)
     workspace = harness.workspace_for(session.id)
     state["workspace"] = str(workspace)
     ctx = RunContext(harness, session, workspace, state)
@@ -133,9 +145,13 @@ def run(
     try:
         if session_id is not None and not prompt and not state["paused"] and state["stop_reason"] == END_TURN:
             return _result(harness, session, state, END_TURN, state["answer"])  # finished: answer again
+        if waiting and tool_results is None:  # still waiting for the client: nothing runs without its results
+            return _result(harness, session, state, AWAITING_CLIENT, state["answer"])
         transcript = [Message.from_dict(m) for m in state["transcript"]]
         with harness.telemetry.invoke_agent(session.id, session.principal) as span:
             try:
+                if waiting:
+                    _finish_client_calls(harness, ctx, transcript, waiting, tool_results or {}, emit)
                 if state["paused"]:
                     _resume_paused(harness, ctx, transcript, emit)
                 if prompt:
@@ -167,8 +183,22 @@ def run(
 
 
 def _result(harness: Harness, session: Any, state: dict[str, Any], reason: str, answer: str) -> RunResult:
-    return RunResult(session.id, reason, answer, session.budget.to_dict(),
+    calls = [{"id": w["id"], "name": w["name"], "args": w["args"]} for w in state.get("awaiting_client") or ()]
+    return RunResult(session.id, reason, answer, session.budget.to_dict(), client_calls=calls,
                      _load_traces=lambda: [t.to_dict() for t in session.traces])
+
+
+def _finish_client_calls(harness: Harness, ctx: RunContext, transcript: list[Message], waiting: list[dict[str, Any]],
+                         results: dict[str, Any], emit: Events) -> None:
+    """The client ran the calls it was given: finish each decision with its result, and show the model."""
+    ctx.state["awaiting_client"] = []
+    for item in waiting:
+        result = results[item["id"]]
+        trace = client.finish(harness, ctx.session, item, result)
+        transcript.append(Message(role="tool", content=_to_text(result), tool_call_id=item["id"], name=item["name"]))
+        emit("call", {"tool": item["name"], "args": item["args"], "result": result, "decision": trace.decision,
+                      "reason": "run by the client", "phase": ctx.session.phase,
+                      "budget": ctx.session.budget.to_dict()})
 
 
 def _rollback_open_commit(session: Any, why: str) -> None:
@@ -269,12 +299,18 @@ def _run_tool_calls(
             approval = pending.approval_id
             emit("pending", {"tool": call.name, "approval": approval, "reason": pending.reason})
             raise _Stop(AWAITING_APPROVAL, pending.reason, approval) from None
+        if result is _AWAIT:
+            continue
         transcript.append(Message(role="tool", content=_to_text(result), tool_call_id=call.id, name=call.name))
         if ctx.session.budget.gate == STOP and index < len(calls) - 1:
             for rest in calls[index + 1:]:
                 refusal = {"blocked": True, "reason": "the budget's stop gate was reached", "hint": "wrap up"}
                 transcript.append(Message(role="tool", content=_to_text(refusal), tool_call_id=rest.id, name=rest.name))
-            return
+            break
+    waiting = ctx.state.get("awaiting_client")
+    if waiting:
+        names = ", ".join(f"{w['name']} ({w['id']})" for w in waiting)
+        raise _Stop(AWAITING_CLIENT, f"waiting for the client to run {names} and return the result(s)")
 
 
 def _resume_paused(harness: Harness, ctx: RunContext, transcript: list[Message], emit: Events) -> None:
@@ -302,6 +338,8 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
     args = dict(call.arguments)
     session = ctx.session
     phases = session.governor.phases
+    if call.name in harness.client_tools:
+        return _client_call(harness, ctx, call, args, emit)
     try:
         submitted = session.submit(call.name, args, defer_irreversible=harness.defer_irreversible,
                                    outside_transaction=tool.phase_tool)
@@ -327,6 +365,26 @@ def _governed_call(harness: Harness, ctx: RunContext, call: ToolCall, emit: Even
                   "reason": trace.reason if trace is not None and trace.tool == call.name else None,
                   "phase": session.phase, "budget": session.budget.to_dict()})
     return result
+
+
+def _client_call(harness: Harness, ctx: RunContext, call: ToolCall, args: dict[str, Any], emit: Events) -> Any:
+    """Decide a client call now; an allowed one waits for the caller (``_AWAIT``), a refusal is the result."""
+    session = ctx.session
+    try:
+        waiting = client.begin(harness, session, call, args)
+    except ApprovalPending:
+        raise
+    except GovernanceError as refused:
+        result = refusals.payload(refused, phase=session.phase, phases=session.governor.phases,
+                                  tools=refusals.HARNESS)
+        emit("call", {"tool": call.name, "args": args, "result": result, "decision": "blocked",
+                      "reason": result.get("reason"), "phase": session.phase, "budget": session.budget.to_dict()})
+        return result
+    ctx.state.setdefault("awaiting_client", []).append(waiting)
+    decision = harness.client_handles[waiting["call_id"]].decision
+    emit("call", {"tool": call.name, "args": args, "result": {"awaiting_client": True}, "decision": decision,
+                  "reason": "runs on the client", "phase": session.phase, "budget": session.budget.to_dict()})
+    return _AWAIT
 
 
 def _error(call: ToolCall, message: str, emit: Events) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from corral.governance.governor import Governor
 from corral.harness.config import (
     AgentConfig,
     BuiltinTool,
+    ClientTool,
     McpTool,
     OpenApiTool,
     PythonTool,
@@ -123,6 +124,8 @@ class Harness:
 
         self.vault = Vault.from_config(config)
         self.skills: Any = None
+        self.client_tools: dict[str, Any] = {}  # name → its entry; the caller runs them
+        self.client_handles: dict[str, Any] = {}  # decision id → the open CallHandle, in this process
         self._register_phase_tools()
         for index, tool in enumerate(config.tools):
             try:
@@ -136,6 +139,10 @@ class Harness:
                     from corral.harness.tools.openapi import register_openapi
 
                     register_openapi(self, tool)
+                elif isinstance(tool, ClientTool):
+                    from corral.harness.tools.client import register_client_tool
+
+                    register_client_tool(self, tool)
             except ConfigError as exc:
                 self.close()
                 raise ConfigError(f"{config.source}: tools[{index}]: {exc}") from None

@@ -13,10 +13,12 @@ from typing import Any
 from corral.harness.models.anthropic import AnthropicModel
 from corral.harness.models.base import Model
 from corral.harness.models.bedrock import BedrockModel
+from corral.harness.models.gemini import GeminiModel
 from corral.harness.models.openai import OpenAIModel
 from corral.harness.models.scripted import ScriptedModel
 
-ADAPTERS: dict[str, Any] = {"openai": OpenAIModel, "anthropic": AnthropicModel, "bedrock": BedrockModel}
+ADAPTERS: dict[str, Any] = {"openai": OpenAIModel, "anthropic": AnthropicModel, "bedrock": BedrockModel,
+                            "gemini": GeminiModel}
 PROVIDERS = ("scripted", *ADAPTERS)
 
 
