@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run tour test lint bench clean
+.PHONY: run tour research test lint bench clean
 
 # strands-agents pins older mcp/otel releases than dev's but runs with them: installed without its pins
 STRANDS := strands-agents==1.62.0 opentelemetry-instrumentation-threading==0.66b1 \
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)  ## the main job: the refund desk agent, offline (scripted model, SQLite store)
 	$(BIN)/python examples/refund_desk/demo.py
+
+research: $(STAMP)  ## the research desk, offline: a local web shop in Chromium, a skill, an API with a credential
+	$(BIN)/python examples/research_desk/demo.py
 
 tour: $(STAMP)  ## the governance kernel on its own, step by step
 	$(BIN)/python examples/kernel_tour.py

@@ -55,3 +55,25 @@ def test_ops_shell_example_meets_every_gate_in_the_sandbox(tmp_path):
     assert not Path("/etc/corral-was-here").exists()
     workspace = example / ".corral" / "workspaces" / result["session"]
     assert (workspace / "report.md").read_text().startswith("# Ops report")
+
+
+def test_research_desk_browses_uses_a_skill_calls_the_api_and_is_refused_the_internal_page(tmp_path):
+    example = tmp_path / "research_desk"
+    shutil.copytree(ROOT / "examples" / "research_desk", example, ignore=shutil.ignore_patterns(".corral"))
+    out = subprocess.run([sys.executable, str(example / "demo.py")], capture_output=True, text=True, timeout=300,
+                         cwd=example)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "the catalogue token in the store: nowhere" in out.stdout
+    exported = subprocess.run([sys.executable, "-m", "corral.cli", "audit", "export", "--store",
+                               "sqlite:///.corral/corral.db"], capture_output=True, text=True, timeout=60, cwd=example)
+    records = [json.loads(line) for line in exported.stdout.splitlines()]
+    calls = [r for r in records if r.get("kind") == "call"]
+    decisions = [(r["tool"], r["decision"]) for r in calls]
+    assert ("load_skill", "allowed") in decisions and ("api.get_product", "allowed") in decisions
+    assert decisions.count(("browser_snapshot", "allowed")) == 2
+    refused = [r for r in calls if r["decision"] == "blocked"]
+    assert [(r["tool"], r["args"]["url"].rsplit("/", 2)[-2:]) for r in refused] == [
+        ("browser_navigate", ["internal", "salaries"])]
+    outcomes = {r["ref"]: r["outcome"]["status"] for r in records if r.get("kind") == "outcome"}
+    product = next(r for r in calls if r["tool"] == "api.get_product")
+    assert outcomes.get(product["id"], (product.get("outcome") or {}).get("status")) == "ok"
