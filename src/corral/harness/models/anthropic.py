@@ -13,6 +13,7 @@ from typing import Any
 
 from corral.harness.models._turns import alternating, call_input, safe_id
 from corral.harness.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.names import ToolNames
 from corral.harness.models.sdk import HTTPSDKModel, error_body
 
 
@@ -97,8 +98,10 @@ class AnthropicModel(HTTPSDKModel):
 
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
-        kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
-        return self.parse(self.send(self.client.messages.create, kwargs))
+        names = ToolNames(tools)  # Anthropic takes [A-Za-z0-9_-] names only: api.x goes out as api__x
+        kwargs = self.request(system=system, messages=names.outbound(messages), tools=names.schemas(tools),
+                              max_tokens=max_tokens)
+        return names.inbound(self.parse(self.send(self.client.messages.create, kwargs)))
 
 
 def _tool_result(m: Message) -> dict[str, Any]:

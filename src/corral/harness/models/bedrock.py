@@ -16,6 +16,7 @@ from typing import Any
 
 from corral.harness.models._turns import alternating, call_input, safe_id
 from corral.harness.models.base import Message, ModelResponse, ToolCall, ToolSchema, Usage
+from corral.harness.models.names import ToolNames
 from corral.harness.models.sdk import SDKModel
 
 DEFAULT_REGION = "us-east-1"
@@ -128,8 +129,10 @@ class BedrockModel(SDKModel):
 
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
-        kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
-        return self.parse(self.send(self.client.converse, kwargs))
+        names = ToolNames(tools)  # Converse takes [A-Za-z0-9_-] names only: api.x goes out as api__x
+        kwargs = self.request(system=system, messages=names.outbound(messages), tools=names.schemas(tools),
+                              max_tokens=max_tokens)
+        return names.inbound(self.parse(self.send(self.client.converse, kwargs)))
 
 
 def _tool_spec(tool: ToolSchema) -> dict[str, Any]:

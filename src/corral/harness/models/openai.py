@@ -22,6 +22,7 @@ from corral.harness.models.base import (
     estimate_tokens,
     parse_arguments,
 )
+from corral.harness.models.names import ToolNames
 from corral.harness.models.sdk import HTTPSDKModel
 
 _STOP_REASONS = {"tool_calls": "tool_use", "function_call": "tool_use", "stop": "end_turn", "length": "max_tokens"}
@@ -129,9 +130,11 @@ class OpenAIModel(HTTPSDKModel):
 
     def complete(self, *, system: str, messages: list[Message], tools: list[ToolSchema],
                  max_tokens: int) -> ModelResponse:
-        kwargs = self.request(system=system, messages=messages, tools=tools, max_tokens=max_tokens)
+        names = ToolNames(tools)  # OpenAI takes [A-Za-z0-9_-] names only: api.x goes out as api__x
+        kwargs = self.request(system=system, messages=names.outbound(messages), tools=names.schemas(tools),
+                              max_tokens=max_tokens)
         completion = self.send(self.client.chat.completions.create, kwargs)
-        return self.parse(completion, prompt_estimate=estimate_tokens(system, messages, tools))
+        return names.inbound(self.parse(completion, prompt_estimate=estimate_tokens(system, messages, tools)))
 
 
 def _arguments(call: ToolCall) -> str:
