@@ -196,7 +196,6 @@ class Harness:
         doc = description or (fn.__doc__ or "").strip().split("\n")[0] or name
         self.tools[name] = ExposedTool(name, doc, parameters or schema_from_signature(fn), phase_tool)
 
-    _expose = expose  # the name the MCP registration still uses
 
     def _register_phase_tools(self) -> None:
         for name, fn in PHASE_TOOLS.items():
