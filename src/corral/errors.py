@@ -62,6 +62,10 @@ class TransactionFailed(GovernanceError):
         self.failed_compensations = list(failed_compensations or [])
 
 
+class CallNotOpen(GovernanceError):
+    """A call was finished already (by this process or another), or was never begun: it is finished once."""
+
+
 class ConfigError(GovernanceError, ValueError):
     """A bad registration, option or configuration value. The message names the thing that is wrong."""
 

@@ -173,6 +173,7 @@ def test_find_record_across_sessions(store: Any) -> None:
 def test_heads_are_signed_when_a_key_is_set(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_AUDIT_KEY", "sekrit")
     store = backend.open()
+    store.put_session({"id": "s1", "agent": "desk"})
     for i in range(3):
         store.append("s1", _trace(i), durable=i != 1)
     assert store.head_signature("s1") is not None and store.head_signature("none") is None
@@ -190,8 +191,101 @@ def test_heads_are_signed_when_a_key_is_set(backend: Any, monkeypatch: pytest.Mo
 def test_heads_are_unsigned_without_a_key(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CORRAL_AUDIT_KEY", raising=False)
     store = backend.open()
+    store.put_session({"id": "s1", "agent": "desk"})
     store.append("s1", _trace(1))
     assert store.head_signature("s1") is None and verify_session(store, "s1")["ok"]
+
+
+def _delete_chain(backend: Any, store: Any, sid: str) -> None:
+    """What an attacker with the database does: every audit row and the head of one session, gone."""
+    if backend.kind == "memory":
+        store._chains.pop(sid, None)
+        store._heads.pop(sid, None)
+        store._signatures.pop(sid, None)
+        store._opened.discard(sid)
+    else:
+        backend.sql("DELETE FROM audit WHERE session_id = ?", (sid,))
+        backend.sql("DELETE FROM heads WHERE session_id = ?", (sid,))
+
+
+def _delete_session(backend: Any, store: Any, sid: str) -> None:
+    if backend.kind == "memory":
+        store._sessions.pop(sid)
+    else:
+        backend.sql("DELETE FROM sessions WHERE id = ?", (sid,))
+
+
+@pytest.mark.parametrize("key", [None, "sekrit"])
+def test_a_session_whose_whole_chain_was_deleted_is_tampering_not_an_empty_session(
+        backend: Any, monkeypatch: pytest.MonkeyPatch, key: str | None) -> None:
+    from corral.store.audit import verify_store
+
+    if key:
+        monkeypatch.setenv("CORRAL_AUDIT_KEY", key)
+    else:
+        monkeypatch.delenv("CORRAL_AUDIT_KEY", raising=False)
+    store = backend.open()
+    for sid in ("fresh", "used"):
+        store.put_session({"id": sid, "agent": "desk"})
+    for i in range(3):
+        store.append("used", _trace(i))
+    assert verify_session(store, "fresh") == {"session": "fresh", "ok": True, "records": 0, "bad_index": None,
+                                              "bad_record": None, "why": "intact"}
+    assert verify_session(store, "used")["ok"]
+    _delete_chain(backend, store, "used")
+    report = verify_session(store, "used")
+    assert not report["ok"] and "missing" in report["why"], report
+    assert [(r["session"], r["ok"]) for r in verify_store(store)] == [("fresh", True), ("used", False)]
+
+
+def test_a_chain_without_its_session_is_tampering(backend: Any) -> None:
+    from corral.store.audit import verify_store
+
+    store = backend.open()
+    store.put_session({"id": "s1", "agent": "desk"})
+    store.append("s1", _trace(1))
+    _delete_session(backend, store, "s1")
+    [report] = verify_store(store)
+    assert report["session"] == "s1" and not report["ok"] and "without its session" in report["why"]
+
+
+def test_a_replaced_empty_head_is_caught_by_its_signature(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORRAL_AUDIT_KEY", "sekrit")
+    store = backend.open()
+    store.put_session({"id": "s1", "agent": "desk"})
+    store.append("s1", _trace(1))
+    if backend.kind == "memory":  # the attacker empties the chain and writes an empty head without the key
+        store._chains.pop("s1")
+        store._heads.pop("s1")
+        store._signatures.pop("s1")
+    else:
+        backend.sql("DELETE FROM audit WHERE session_id = ?", ("s1",))
+        backend.sql("UPDATE heads SET seq = 0, head = '', hmac = NULL WHERE session_id = ?", ("s1",))
+    report = verify_session(store, "s1")
+    assert not report["ok"], report
+
+
+# -------------------------------------------------------------------------------------- open calls
+
+
+def test_an_open_call_is_closed_exactly_once(store: Any) -> None:
+    from corral.store import Append, CloseCall, OpenCall
+
+    store.put_session({"id": "s1", "agent": "desk"})
+    doc = {"tool": "t", "effect": "read", "estimate": "0.5"}
+    assert store.batch([Append("s1", _trace(1)), OpenCall("c1", "s1", LATER, doc)]) is not None
+    store.batch([OpenCall("c2", "s1", NOW, doc)])
+    found = store.get_open_call("c1")
+    assert found == {**doc, "id": "c1", "session": "s1", "expires": "2026-11-24T10:05:00.000Z"}
+    assert [c["id"] for c in store.open_calls()] == ["c1", "c2"]
+    assert [c["id"] for c in store.open_calls(before=NOW + timedelta(minutes=1))] == ["c2"]
+    outcome = {"id": new_id(), "kind": "outcome", "ref": "c1"}
+    assert store.batch([Append("s1", outcome), CloseCall("c1")]) is not None
+    assert store.get_open_call("c1") is None
+    again = {"id": new_id(), "kind": "outcome", "ref": "c1"}
+    assert store.batch([Append("s1", again), CloseCall("c1")]) is None  # finished already: nothing written
+    assert [r["id"] for r in store.records("s1")] == [r["id"] for r in store.records("s1")[:2]]
+    assert len(store.records("s1")) == 2
 
 
 def test_buffered_reads_are_written_by_the_background_flusher(durable_backend: Any) -> None:

@@ -208,17 +208,10 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per session checked, in a list.")
 def audit_verify(store: str | None, agent: str | None, session: str | None, as_json: bool) -> None:
     """Check every session's hash chain (and head HMAC with CORRAL_AUDIT_KEY); name the first bad record."""
-    from corral.store.audit import verify_session
+    from corral.store.audit import verify_store
 
     st = _open(store, agent)
-    ids = [session] if session else sorted(s["id"] for s in st.list_sessions())
-    results = []
-    for sid in ids:
-        try:
-            results.append(verify_session(st, sid))
-        except Exception as exc:  # a damaged store is reported, never a crash
-            results.append({"session": sid, "ok": False, "records": None, "bad_index": None, "bad_record": None,
-                            "why": f"could not be read: {type(exc).__name__}: {exc}"})
+    results = verify_store(st, session)
     ok = all(r["ok"] for r in results)
     if as_json:
         _echo_json(results)

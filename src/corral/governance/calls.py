@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from corral.errors import TransactionFailed
@@ -30,6 +31,7 @@ from corral.governance.effects import READ
 from corral.governance.pipeline import PendingCall, fault, finish, prepare, record, release, unconsume
 from corral.governance.records import NO_OUTCOME
 from corral.governance.traces import Trace
+from corral.store import OpenCall
 
 #: ``annotate``: fields added to the decision record before it is written (the Claude Code hook files
 #: the ``tool_use_id`` there) — a mapping, or a function of the ``PendingCall``.
@@ -240,6 +242,20 @@ class CallHandle:
             finish(self._pc, error=NO_OUTCOME)
 
 
+def _open_call(session: Any, pc: PendingCall, tx: Any, implicit: bool) -> OpenCall:
+    """What another process needs to finish this call by its id (``resume_call``)."""
+    gov = session.governor
+    step = None
+    if tx is not None and pc.effect != READ:
+        seq = len(tx.steps) + 1
+        step = {"seq": seq, "key": f"{tx.id}:{seq}", "args": dict(pc.given)}
+    doc = {"tool": pc.name, "effect": pc.effect, "agent": gov.agent, "principal": session.principal,
+           "tx": tx.id if tx is not None else None, "implicit": implicit, "step": step,
+           "estimate": str(pc.estimate), "reserved": pc.reserve is not None or pc.reservation is not None}
+    expires = gov.now() + timedelta(seconds=gov.call_ttl)
+    return OpenCall(pc.record["id"], session.id, expires, doc)
+
+
 def _as_exception(error: BaseException | str) -> BaseException:
     return error if isinstance(error, BaseException) else ToolFailed(str(error))
 
@@ -255,7 +271,9 @@ def begin_call(
     public face; it picks the transaction (the open commit block, or a one-step one with phases off)."""
     if tx is not None:
         tx.check_open(tool)
-    pc = prepare(session, tool, dict(args), tx, estimate=estimate)
+    # a call finished elsewhere keeps its reservation as long as it may wait for its outcome
+    pc = prepare(session, tool, dict(args), tx, estimate=estimate,
+                 hold_for=session.governor.call_ttl if durable else None)
     if annotate:
         pc.record.update(annotate(pc) if callable(annotate) else annotate)
     if tx is not None:
@@ -272,7 +290,9 @@ async def abegin_call(
     """``begin_call`` for async code: an async approver is awaited instead of run on a worker thread."""
     if tx is not None:
         tx.check_open(tool)
-    pc = prepare(session, tool, dict(args), tx, estimate=estimate)
+    # a call finished elsewhere keeps its reservation as long as it may wait for its outcome
+    pc = prepare(session, tool, dict(args), tx, estimate=estimate,
+                 hold_for=session.governor.call_ttl if durable else None)
     if annotate:
         pc.record.update(annotate(pc) if callable(annotate) else annotate)
     if tx is not None:
@@ -286,16 +306,19 @@ def _recorded(session: Any, pc: PendingCall, tx: Any, implicit: bool, durable: b
               before_step: BeforeStep) -> CallHandle:
     """Record the decision (with its reservation, and a write's INTENT) in one store batch."""
     step = None
-    if tx is not None and pc.effect != READ:
-        if before_step is not None:
-            try:
-                before_step(pc, tx.next_key())
-            except Exception as exc:  # nothing is recorded yet: give back the plan step, then refuse, traced
-                release(pc)
-                raise fault(session, pc.record, f"governance fault before {pc.name} could run: {exc}") from None
-        step = tx.record_step(pc)
+    is_step = tx is not None and pc.effect != READ
+    if is_step and before_step is not None:
+        try:
+            before_step(pc, tx.next_key())
+        except Exception as exc:  # nothing is recorded yet: give back the plan step, then refuse, traced
+            release(pc)
+            raise fault(session, pc.record, f"governance fault before {pc.name} could run: {exc}") from None
+    ops = [_open_call(session, pc, tx, implicit)] if durable else []
+    if is_step:
+        step = tx.record_step(pc, ops)
     else:
-        record(pc, durable=durable)
+        record(pc, ops, durable=durable)
+    pc.open_call = durable
     handle = CallHandle(pc, tx, step, implicit)
     session.track_call(handle)
     return handle

@@ -23,6 +23,7 @@ from corral.governance.calls import Call
 from corral.governance.decision import BLOCKED, Decision
 from corral.governance.effects import READ, ToolSpec, to_money
 from corral.governance.events import Event
+from corral.governance.finish import DetachedCall
 from corral.governance.pipeline import fault, prepare, refuse
 from corral.governance.records import call_record, describe, outcome
 from corral.governance.rules import Policy
@@ -121,6 +122,7 @@ class Governor:
         compensation_tries: int = 3,
         retry_backoff: float = 0.002,
         step_tries: int = 3,
+        call_ttl: float = 3600.0,
     ) -> None:
         if not isinstance(agent, str) or not agent.strip():
             raise ConfigError(f"agent must be a non-empty name, got {agent!r}")
@@ -135,6 +137,7 @@ class Governor:
             ("approver_timeout", approver_timeout),
             ("reservation_ttl", reservation_ttl),
             ("retry_backoff", retry_backoff),
+            ("call_ttl", call_ttl),
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{name} must be a number of seconds ≥ 0, got {value!r}")
@@ -155,6 +158,7 @@ class Governor:
         self.approver_timeout = float(approver_timeout)
         self.allow_self_approval = allow_self_approval
         self.reservation_ttl = float(reservation_ttl)
+        self.call_ttl = float(call_ttl)  # how long a call begun durably may wait for its outcome
         self.compensation_tries = compensation_tries
         self.step_tries = step_tries
         self.retry_backoff = float(retry_backoff)
@@ -338,6 +342,12 @@ class Governor:
         return [
             ap.ApprovalRequest.from_dict(a) for a in self.store.find_approvals(session=session, status=ap.PENDING)
         ]
+
+    def resume_call(self, call_id: str) -> DetachedCall:
+        """A call begun durably (``begin_call(..., durable=True)``) — in this process or any other on the
+        same store — to finish here by its id. Raises ``CallNotOpen`` when it is not waiting to be
+        finished."""
+        return DetachedCall.load(self.store, call_id, spec_for=self._tools.get, now=self.now)
 
     def record_event(self, session: Any, record: dict[str, Any]) -> Trace:
         """Append a non-call trace (a plan, a compensation, a recovery) to the session's chain."""

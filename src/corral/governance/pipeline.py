@@ -27,14 +27,14 @@ from decimal import Decimal
 from typing import Any
 
 from corral.canonical import canonical_sha256
-from corral.errors import Blocked, ConfigError, GovernanceError, GovernanceFault
+from corral.errors import Blocked, CallNotOpen, ConfigError, GovernanceError, GovernanceFault
 from corral.governance.budget import STOP, blocking_gate, money
 from corral.governance.decision import BLOCKED, CallContext, Decision, Facts, decide
 from corral.governance.effects import READ, ToolSpec, to_money
 from corral.governance.events import CallDecided, CallFinished, CallRefused
 from corral.governance.records import call_record, describe, outcome, outcome_record
 from corral.governance.traces import Trace, redact
-from corral.store import Append, Op, Reserve, Settle
+from corral.store import Append, CloseCall, Op, Reserve, Settle
 
 
 @dataclass(slots=True)
@@ -58,6 +58,7 @@ class PendingCall:
     plan_step: int | None = None
     tx: Any = None
     recorded: bool = False
+    open_call: bool = False  # begun durably: another process may finish it by its id (``OpenCall``)
     started: float = 0.0
     outcome: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -134,12 +135,13 @@ def refusal_record(session: Any, tool: str, effect: str | None, args: dict[str, 
 
 
 def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: bool = False,
-            estimate: Any = None) -> PendingCall:
+            estimate: Any = None, hold_for: float | None = None) -> PendingCall:
     """Decide and consume the plan step. Raises ``Blocked`` (traced, unless ``dry``) on refusal.
 
     The budget is not reserved here: the decision has checked that the estimate fits, and ``record``
     (or ``authorize``, before asking for approval) reserves it atomically, refusing the call if it no
-    longer fits. ``estimate`` overrides the tool's own cost estimate for this one call.
+    longer fits. ``estimate`` overrides the tool's own cost estimate for this one call; ``hold_for`` is how
+    long its reservation lasts (seconds; default the governor's ``reservation_ttl``).
     """
     gov = session.governor
     try:
@@ -220,7 +222,7 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
             # The gate this call must not have reached is judged again inside the atomic reservation,
             # so processes racing one budget cannot all pass a gate that one snapshot showed open.
             gate = blocking_gate(gov.gates, effect)
-            expires = now + timedelta(seconds=gov.reservation_ttl)
+            expires = now + timedelta(seconds=gov.reservation_ttl if hold_for is None else hold_for)
             pc.reserve = Reserve([(k, lim) for _, k, lim in scopes], estimate, expires,
                                  gate[1] if gate is not None else None, record["id"])
         # The trace says what holds once it is stored: it is stored together with the reservation.
@@ -392,8 +394,11 @@ def finish(
     batch.extend(ops)
     if pc.recorded:  # the decision is sealed in the chain: its outcome is a record of its own
         batch.append(Append(pc.session.id, outcome_record(pc.session.id, pc.record["id"], out, now)))
+    if pc.open_call:
+        batch.append(CloseCall(pc.record["id"]))
     if batch:
-        gov.store.batch(batch)
+        if gov.store.batch(batch) is None:
+            raise CallNotOpen(f"call {pc.record['id']} ({pc.name}) was finished already, elsewhere")
         pc.reservation = None
     if not pc.recorded:
         pc.record["outcome"] = out

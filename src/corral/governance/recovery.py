@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from corral.errors import CallNotOpen
 from corral.governance.calls import Call
+from corral.governance.finish import DetachedCall
 from corral.governance.owner import owner_alive
 from corral.governance.records import NO_OUTCOME, outcome, outcome_record, recovery_record
 from corral.governance.run import run_sync_positional
@@ -44,16 +46,18 @@ class RecoveryReport:
     transactions: list[TxReport] = field(default_factory=list)
     released_reservations: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    abandoned_calls: list[dict[str, Any]] = field(default_factory=list)  # begun durably, never finished
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "transactions": [t.to_dict() for t in self.transactions],
             "released_reservations": self.released_reservations,
             "skipped": self.skipped,
+            "abandoned_calls": self.abandoned_calls,
         }
 
     def __bool__(self) -> bool:
-        return bool(self.transactions or self.released_reservations)
+        return bool(self.transactions or self.released_reservations or self.abandoned_calls)
 
 
 def _abandoned(tx: dict[str, Any], now: datetime) -> bool:
@@ -84,7 +88,9 @@ def recover(gov: Any) -> RecoveryReport:
 
     now = gov.now()
     store = gov.store
-    report = RecoveryReport(released_reservations=store.release_expired(now))
+    report = RecoveryReport()
+    abandoned = _abandon_calls(gov, now, report)
+    report.released_reservations = store.release_expired(now)
     for tx in store.transactions(states=[OPEN, ROLLING_BACK]):
         if tx.get("agent") not in (None, gov.agent):
             continue
@@ -114,7 +120,8 @@ def recover(gov: Any) -> RecoveryReport:
                 continue
             spec = gov.tools.get(first["tool"])
             done = next((e for e in entries if e["status"] == DONE), None)
-            if done is None and COMPENSATING not in statuses and COMPENSATION_FAILED not in statuses:
+            if done is None and COMPENSATING not in statuses and COMPENSATION_FAILED not in statuses \
+                    and first.get("trace") not in abandoned:
                 _no_outcome(gov, tx, first)
             if pivot:
                 if done is None:
@@ -150,6 +157,23 @@ def recover(gov: Any) -> RecoveryReport:
         store.update_transaction(tx["id"], {"state": result.state, "recovered": iso(now)})
         report.transactions.append(result)
     return report
+
+
+def _abandon_calls(gov: Any, now: datetime, report: RecoveryReport) -> set[str]:
+    """Calls begun durably whose outcome never came (the process that was to report it died): each is
+    settled at 0 and recorded ``no outcome``, once its time to be finished has passed."""
+    done: set[str] = set()
+    for found in gov.store.open_calls(before=now):
+        if found.get("agent") not in (None, gov.agent):
+            continue
+        try:
+            DetachedCall(gov.store, found, gov.store.find_record(found["id"]), now=gov.now).abandon()
+        except CallNotOpen:
+            continue  # finished meanwhile
+        done.add(found["id"])
+        report.abandoned_calls.append({"call": found["id"], "session": found["session"], "tool": found["tool"],
+                                       "tx": found.get("tx")})
+    return done
 
 
 def _entry(first: dict[str, Any], status: str, **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ the step methods below (``record_step``, ``step_done``, ``step_failed``, ``fail`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corral.errors import (
@@ -241,7 +241,7 @@ class Transaction:
         ops.append(LogStep(self.id, self._entry(step, INTENT)))
         return ops
 
-    def record_step(self, pc: PendingCall) -> Step:
+    def record_step(self, pc: PendingCall, ops: Sequence[Op] = ()) -> Step:
         """Record a write's decision with its INTENT, in one store batch (one commit), and add the step.
 
         A refusal here (the reservation does not fit, the batch cannot be written) raises ``Blocked`` with
@@ -251,7 +251,7 @@ class Transaction:
         call = Call(tool=pc.name, args=dict(pc.given), idempotency_key=f"{self.id}:{seq}", tx=self.id,
                     session=self.session.id, effect=pc.effect)
         step = Step(seq, call, pc.record["id"], pc)
-        record(pc, self._intent(step))
+        record(pc, [*self._intent(step), *ops])
         self._stored = True
         self.steps.append(step)
         return step

@@ -8,8 +8,10 @@ from typing import Any
 from corral.errors import ConfigError
 from corral.store.protocol import (
     Append,
+    CloseCall,
     LogStep,
     Op,
+    OpenCall,
     PutTransaction,
     Reserve,
     Settle,
@@ -49,8 +51,10 @@ def open_store(url: Any = None) -> Store:
 
 __all__ = [
     "Append",
+    "CloseCall",
     "LogStep",
     "Op",
+    "OpenCall",
     "PutTransaction",
     "Reserve",
     "Settle",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,8 +14,10 @@ from corral.ids import new_id
 from corral.store.audit import GENESIS, audit_key, seal, sign_head
 from corral.store.protocol import (
     Append,
+    CloseCall,
     LogStep,
     Op,
+    OpenCall,
     PutTransaction,
     Reserve,
     Settle,
@@ -59,12 +61,20 @@ class MemoryStore:
         self._approvals: dict[str, dict[str, Any]] = {}
         self._txs: dict[str, dict[str, Any]] = {}
         self._steps: dict[str, list[dict[str, Any]]] = {}
+        self._open_calls: dict[str, dict[str, Any]] = {}
+        self._opened: set[str] = set()  # sessions whose chain exists (from put_session on), records or not
         self._memories: dict[str, dict[str, Any]] = {}
 
     # sessions
     def put_session(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._sessions[record["id"]] = copy.deepcopy(record)
+            sid = record["id"]
+            if sid not in self._opened and sid not in self._chains:  # its chain exists from now on, empty
+                self._opened.add(sid)
+                key = audit_key()
+                if key is not None:
+                    self._signatures[sid] = sign_head(key, sid, GENESIS)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -131,6 +141,19 @@ class MemoryStore:
             self._flush_locked()
             return self._heads.get(session_id)
 
+    def chain_head(self, session_id: str) -> tuple[int, str, str | None] | None:
+        with self._lock:
+            self._flush_locked()
+            if session_id not in self._opened and session_id not in self._chains:
+                return None
+            head = self._heads.get(session_id, GENESIS)
+            return len(self._chains.get(session_id, [])), head, self._signatures.get(session_id)
+
+    def chain_ids(self) -> list[str]:
+        with self._lock:
+            self._flush_locked()
+            return sorted(self._opened | set(self._chains))
+
     # budget ledger
     def reserve(
         self, scopes: Sequence[tuple[str, Decimal]], amount: Decimal, expires_at: datetime
@@ -190,7 +213,7 @@ class MemoryStore:
             try:
                 for op in ops:
                     result = self._apply_locked(op, undo)
-                    if isinstance(op, Reserve) and result is None:
+                    if isinstance(op, Reserve | CloseCall) and result in (None, False):
                         self._undo_locked(undo)
                         return None
                     results.append(result)
@@ -240,7 +263,36 @@ class MemoryStore:
             self.log_step(op.tx_id, op.entry)
             undo.append(lambda: self._unlog_locked(op.tx_id, had))
             return None
+        if isinstance(op, OpenCall):
+            before_call = self._open_calls.get(op.call_id, _MISSING)
+            self._open_calls[op.call_id] = {**copy.deepcopy(op.doc), "id": op.call_id, "session": op.session_id,
+                                             "expires_at": op.expires_at}
+            undo.append(lambda: self._restore_call_locked(op.call_id, before_call))
+            return None
+        if isinstance(op, CloseCall):
+            found = self._open_calls.pop(op.call_id, None)
+            if found is None:
+                return False
+            undo.append(lambda: self._open_calls.__setitem__(op.call_id, found))
+            return True
         raise AssertionError(f"unhandled operation {op!r}")  # pragma: no cover - check_ops rejects it
+
+    def _restore_call_locked(self, call_id: str, before: Any) -> None:
+        if before is _MISSING:
+            self._open_calls.pop(call_id, None)
+        else:
+            self._open_calls[call_id] = before
+
+    # calls decided durably and not finished yet
+    def get_open_call(self, call_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._open_calls.get(call_id)
+            return None if found is None else _open_call_view(found)
+
+    def open_calls(self, before: datetime | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_open_call_view(c) for c in self._open_calls.values()
+                    if before is None or c["expires_at"] <= before]
 
     def _unreserve_locked(self, rid: str) -> None:
         keys, amount, _ = self._reservations.pop(rid)
@@ -383,3 +435,9 @@ class MemoryStore:
 
     def close(self) -> None:
         self.flush()
+
+
+def _open_call_view(call: dict[str, Any]) -> dict[str, Any]:
+    view = copy.deepcopy({k: v for k, v in call.items() if k != "expires_at"})
+    view["expires"] = call["expires_at"].astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return view

@@ -150,11 +150,30 @@ _V2_POSTGRES = (
     "CREATE INDEX memories_namespace ON memories (namespace, ord)",
 )
 
+# Version 3: calls begun durably and finished elsewhere by their id (``open_calls``); every session's chain
+# has its head row from the start, so a session whose chain was deleted whole is told from a new one.
+_V3_SQLITE = (
+    "CREATE TABLE open_calls ("
+    " id TEXT PRIMARY KEY, session TEXT NOT NULL, expires_at INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX open_calls_expires ON open_calls (expires_at)",
+    "INSERT INTO heads (session_id, seq, head) SELECT id, 0, '' FROM sessions"
+    " WHERE id NOT IN (SELECT session_id FROM heads)",
+)
+
+_V3_POSTGRES = (
+    "CREATE TABLE open_calls ("
+    " id TEXT PRIMARY KEY, session TEXT NOT NULL, expires_at BIGINT NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX open_calls_expires ON open_calls (expires_at)",
+    "INSERT INTO heads (session_id, seq, head) SELECT id, 0, '' FROM sessions ON CONFLICT (session_id) DO NOTHING",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
               _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "long-term memory: full-text search (SQLite FTS5, PostgreSQL tsvector) replaces memory_words",
               _V2_SQLITE, _V2_POSTGRES),
+    Migration(3, "open calls (finished elsewhere by their id); a head row for every session's chain",
+              _V3_SQLITE, _V3_POSTGRES),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

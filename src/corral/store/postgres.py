@@ -30,7 +30,7 @@ from corral.store.migrations import (
     pending,
     too_new_message,
 )
-from corral.store.protocol import LogStep, Reserve, Settle, UpdateTransaction, gate_reached
+from corral.store.protocol import CloseCall, LogStep, OpenCall, Reserve, Settle, UpdateTransaction, gate_reached
 from corral.store.search import query_words
 from corral.store.sql import (
     ChainRecord,
@@ -399,7 +399,11 @@ class PostgresStore(SQLStore):
         ledger = [p for p in prepared if isinstance(p, ReserveRow | Settle)]
         logged = sorted({p.tx_id for p in prepared if isinstance(p, StepRow)})
 
+        closing = [p for p in prepared if isinstance(p, CloseCall)]
+
         def work(conn: Any) -> list[Any]:
+            for p in closing:  # first: a call finished elsewhere already stops the batch before it writes
+                self._close_call_in(conn, p)
             scopes = self._lock_ledger(conn, ledger) if ledger else None
             heads = self._lock_heads(conn, chain) if chain else None
             if scopes is not None:
@@ -421,6 +425,8 @@ class PostgresStore(SQLStore):
                         self._update_transaction_in(conn, p.tx_id, p.fields)
                     elif isinstance(p, StepRow):
                         self._log_step_in(conn, p)
+                    elif isinstance(p, OpenCall):
+                        self._open_call_in(conn, p)
                     results.append(None)
             return results
 

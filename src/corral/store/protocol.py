@@ -77,8 +77,28 @@ class LogStep:
     entry: dict[str, Any]
 
 
-Op = Reserve | Settle | Append | PutTransaction | UpdateTransaction | LogStep
-OPS = (Reserve, Settle, Append, PutTransaction, UpdateTransaction, LogStep)
+@dataclass(frozen=True, slots=True)
+class OpenCall:
+    """A call decided durably whose outcome another process may report, by its id (the Claude Code hook's
+    PostToolUse, another server). ``doc`` holds what finishing it needs; recovery finishes the ones left
+    open past ``expires_at`` with the outcome "no outcome"."""
+
+    call_id: str
+    session_id: str
+    expires_at: datetime
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCall:
+    """Finish an open call. When it is not open (finished already, by anyone), the whole batch writes
+    nothing and ``batch`` returns None: a call is finished exactly once."""
+
+    call_id: str
+
+
+Op = Reserve | Settle | Append | PutTransaction | UpdateTransaction | LogStep | OpenCall | CloseCall
+OPS = (Reserve, Settle, Append, PutTransaction, UpdateTransaction, LogStep, OpenCall, CloseCall)
 
 
 def check_ops(ops: Sequence[Op]) -> list[Op]:
@@ -94,7 +114,8 @@ def check_ops(ops: Sequence[Op]) -> list[Op]:
 def describe_ops(ops: Sequence[Op]) -> str:
     """What a batch does, for its error messages: ``"batch (reserve, append, log_step)"``."""
     names = {Reserve: "reserve", Settle: "settle", Append: "append", PutTransaction: "put_transaction",
-             UpdateTransaction: "update_transaction", LogStep: "log_step"}
+             UpdateTransaction: "update_transaction", LogStep: "log_step", OpenCall: "open_call",
+             CloseCall: "close_call"}
     return "batch (" + ", ".join(names[type(op)] for op in ops) + ")"
 
 
@@ -113,6 +134,10 @@ class Store(Protocol):
     def head(self, session_id: str) -> str | None: ...
     def find_record(self, record_id: str) -> dict[str, Any] | None: ...
     def head_signature(self, session_id: str) -> str | None: ...  # HMAC of the head, with CORRAL_AUDIT_KEY
+    # (records, head, HMAC) as kept apart from the chain, or None when the store keeps no head for it: a
+    # session's chain exists (empty) from ``put_session`` on, so a session without one lost it
+    def chain_head(self, session_id: str) -> tuple[int, str, str | None] | None: ...
+    def chain_ids(self) -> list[str]: ...  # every session id with a chain, sorted
     def flush(self) -> None: ...
     # False once a group-committed write has failed and the store has not answered since; it tries to
     # write what is buffered first. A store that cannot be written blocks even reads (§9).
@@ -129,8 +154,14 @@ class Store(Protocol):
 
     # several of the writes above as one transaction: one result per operation (the reservation id for
     # Reserve, the sealed record for Append, else None), or None — and nothing written — when a
-    # reservation does not fit. Any other failure raises and writes nothing either.
+    # reservation does not fit or a CloseCall names a call that is not open. Any other failure raises
+    # and writes nothing either.
     def batch(self, ops: Sequence[Op]) -> list[Any] | None: ...
+
+    # calls decided durably and not finished yet (``OpenCall`` / ``CloseCall`` in a batch):
+    # {"id", "session", "expires", **doc}; ``open_calls(before)``: those that expire before ``before``
+    def get_open_call(self, call_id: str) -> dict[str, Any] | None: ...
+    def open_calls(self, before: datetime | None = None) -> list[dict[str, Any]]: ...
 
     # approvals: {"id", "binding", "session", "tool", "args", "status", "expires", ...}
     def put_approval(self, record: dict[str, Any]) -> None: ...

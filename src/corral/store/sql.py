@@ -20,12 +20,14 @@ from typing import Any, ClassVar, TypeVar
 from corral.canonical import canonical_json, sha256_hex
 from corral.errors import ConfigError, StoreError
 from corral.ids import new_id
-from corral.store.audit import audit_key, sign_head
+from corral.store.audit import GENESIS, audit_key, sign_head
 from corral.store.group_commit import GroupCommit
 from corral.store.protocol import (
     Append,
+    CloseCall,
     LogStep,
     Op,
+    OpenCall,
     PutTransaction,
     Reserve,
     Settle,
@@ -241,7 +243,13 @@ def prepare_op(op: Op) -> Any:
     return op  # UpdateTransaction: merged with the stored document inside the transaction
 
 class DoesNotFit(Exception):
-    """Raised inside a transaction to roll it back: a reservation has no room."""
+    """Raised inside a transaction to roll it back: a reservation has no room, or a call to close is not open."""
+
+
+def _open_call(call_id: str, session: str, expires_at: int, doc: str) -> dict[str, Any]:
+    expires = datetime.fromtimestamp(int(expires_at) / 1_000_000, UTC)
+    text = expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {**decode_doc("open_calls", call_id, doc), "id": call_id, "session": session, "expires": text}
 
 
 # ------------------------------------------------------------------------------------ the shared store
@@ -299,12 +307,21 @@ class SQLStore:
     # ------------------------------------------------------------------------------------- sessions
 
     def put_session(self, record: dict[str, Any]) -> None:
-        self._execute(
-            "put_session",
-            "INSERT INTO sessions (id, agent, doc) VALUES (?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, doc = excluded.doc",
-            (record["id"], record.get("agent"), encode_doc(record)),
-        )
+        """The session's document, and — the first time — its chain's head row (empty, signed when the
+        audit key is set), so a chain deleted whole later is told from a session that has none yet."""
+        sid = record["id"]
+        upsert = self._sql("INSERT INTO sessions (id, agent, doc) VALUES (?, ?, ?) "
+                           "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, doc = excluded.doc")
+        head = self._sql("INSERT INTO heads (session_id, seq, head, hmac) VALUES (?, 0, ?, ?) "
+                         "ON CONFLICT (session_id) DO NOTHING")
+        args = (sid, record.get("agent"), encode_doc(record))
+        signature = head_signature(self._key, sid, GENESIS)
+
+        def work(conn: Any) -> None:
+            conn.execute(upsert, args)
+            conn.execute(head, (sid, GENESIS, signature))
+
+        self._run("put_session", work)
 
     def get_session(self, session_id: str) -> dict[str, Any] | None:
         row = self._one("get_session", "SELECT doc FROM sessions WHERE id = ?", (session_id,))
@@ -358,6 +375,42 @@ class SQLStore:
         self._chain.flush()
         row = self._one("head", "SELECT seq, head FROM heads WHERE session_id = ?", (session_id,))
         return None if row is None or not row[0] else str(row[1])
+
+    def chain_head(self, session_id: str) -> tuple[int, str, str | None] | None:
+        """``(records, head, signature)`` as the heads table keeps them, or None when it keeps no head."""
+        self._chain.flush()
+        row = self._one("chain_head", "SELECT seq, head, hmac FROM heads WHERE session_id = ?", (session_id,))
+        return None if row is None else (int(row[0]), str(row[1]), row[2])
+
+    def chain_ids(self) -> list[str]:
+        """Every session id that has a chain (a head row, or records), sorted."""
+        self._chain.flush()
+        rows = self._all("chain_ids", "SELECT session_id FROM heads UNION SELECT session_id FROM audit")
+        return sorted(row[0] for row in rows)
+
+    # -------------------------------------------------------------------------------------- open calls
+
+    def get_open_call(self, call_id: str) -> dict[str, Any] | None:
+        row = self._one("get_open_call", "SELECT session, expires_at, doc FROM open_calls WHERE id = ?", (call_id,))
+        return None if row is None else _open_call(call_id, *row)
+
+    def open_calls(self, before: datetime | None = None) -> list[dict[str, Any]]:
+        if before is None:
+            rows = self._all("open_calls", "SELECT id, session, expires_at, doc FROM open_calls ORDER BY id")
+        else:
+            rows = self._all("open_calls", "SELECT id, session, expires_at, doc FROM open_calls "
+                             "WHERE expires_at <= ? ORDER BY id", (to_micros(before),))
+        return [_open_call(*row) for row in rows]
+
+    def _open_call_in(self, conn: Any, op: OpenCall) -> None:
+        conn.execute(self._sql("INSERT INTO open_calls (id, session, expires_at, doc) VALUES (?, ?, ?, ?)"),
+                     (op.call_id, op.session_id, to_micros(op.expires_at), encode_doc(op.doc)))
+
+    def _close_call_in(self, conn: Any, op: CloseCall) -> None:
+        """Raises ``DoesNotFit`` (the batch writes nothing, ``batch`` returns None) when the call is not open."""
+        found = conn.execute(self._sql("DELETE FROM open_calls WHERE id = ? RETURNING id"), (op.call_id,)).fetchone()
+        if found is None:
+            raise DoesNotFit
 
     def head_signature(self, session_id: str) -> str | None:
         """The HMAC stored beside the head (``audit.verify_session`` checks it against the key)."""

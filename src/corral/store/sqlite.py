@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from corral.errors import ConfigError, StoreError
 from corral.store.audit import GENESIS
 from corral.store.migrations import CURRENT_VERSION, SCHEMA_VERSION_SQLITE, pending, too_new_message
-from corral.store.protocol import LogStep, Reserve, Settle, UpdateTransaction, gate_reached
+from corral.store.protocol import CloseCall, LogStep, OpenCall, Reserve, Settle, UpdateTransaction, gate_reached
 from corral.store.search import query_words
 from corral.store.sql import (
     ChainRecord,
@@ -334,6 +334,10 @@ class SQLiteStore(SQLStore):
             self._update_transaction_in(conn, p.tx_id, p.fields)
         elif isinstance(p, StepRow):
             self._log_step_in(conn, p)
+        elif isinstance(p, OpenCall):
+            self._open_call_in(conn, p)
+        elif isinstance(p, CloseCall):
+            self._close_call_in(conn, p)
         else:  # pragma: no cover - check_ops and prepare_op know every operation
             raise AssertionError(f"unhandled operation {p!r}")
         return None

@@ -49,7 +49,6 @@ from corral.integrations.claude_code.tools import (
     FILE_WRITERS,
     POST_FAILURE,
     PRE,
-    READ,
     REVERSIBLE,
     ToolDeclaration,
 )
@@ -66,8 +65,6 @@ DEADLINE = 10.0
 #: exits at once). Every hook call renews this lease; recovery rolls the commit back only once it lapses.
 LEASE_SECONDS = 3600.0
 
-#: Kept in the transaction log per step: a Bash command's output can be large, the log needs a glimpse.
-RESULT_CHARS = 2000
 
 
 class HookInputError(ValueError):
@@ -251,14 +248,9 @@ class Hook:
                 except (Blocked, ApprovalDenied, PhaseError, ConfigError) as exc:
                     return HookResult.answer("deny", self._explain(exc, sid, "corral blocked this call"))
                 record = handle.trace.to_dict()
-                key = handle.idempotency_key
-                self._remember(sid, tool_use, {
-                    "decision": record["id"], "verdict": record["decision"], "approval": record.get("approval"),
-                    "principal": record.get("principal"), "tx": record.get("tx"), "effect": record.get("effect"),
-                    "estimate": str(handle.estimate), "scopes": scopes, "reservation": handle.reservation,
-                    "step": None if key is None else {"seq": int(key.rsplit(":", 1)[1]), "key": key,
-                                                      "args": tool_input},
-                })
+                # PostToolUse finishes the call by its id (the kernel's open call); this index only maps
+                # Claude Code's tool_use_id to it, and the chain itself is the fallback
+                self._remember(sid, tool_use, {"decision": record["id"], "verdict": record["decision"]})
                 verdict = {"allowed": "allowed", "flagged": "allowed, flagged for review",
                            "approved": "approved"}.get(record["decision"], record["decision"])
                 return HookResult.answer("allow", f"corral: {verdict}: {record['reason']} [trace {record['id']}]")
@@ -354,15 +346,15 @@ class Hook:
                 store.close()
 
     def _settle(self, store: Any, event: Mapping[str, Any]) -> HookResult:
-        from datetime import UTC, datetime, timedelta
-        from decimal import Decimal
+        """Finish the call PreToolUse decided, by its id, through the kernel (``DetachedCall``): the
+        settlement, DONE or FAILED for a transaction step, the outcome — one store batch, exactly once."""
+        from datetime import UTC, datetime
 
-        from corral.governance.traces import iso
-        from corral.ids import new_id
-        from corral.store import Append, LogStep, Settle
+        from corral.errors import CallNotOpen
+        from corral.governance.finish import DetachedCall
 
         sid, tool, tool_use = event["session_id"], event["tool_name"], event["tool_use_id"]
-        now = self.clock() if self.clock is not None else datetime.now(UTC)
+        clock = self.clock if self.clock is not None else (lambda: datetime.now(UTC))
         failed, error = _failure(event)
         index = self._pending_path(sid, tool_use)
         try:
@@ -370,90 +362,91 @@ class Hook:
         except FileNotFoundError:
             entry = self._find_decision(store, sid, tool_use)
             if entry is None:
-                store.append(sid, {
-                    "id": new_id(), "kind": "unmatched", "ts": iso(now), "session": sid, "tool": tool,
-                    "decision": None, "args": {}, "checks": [],
-                    "reason": f"{tool} ran without a governed PreToolUse decision (tool_use_id {tool_use})",
-                    "outcome": {"status": "error" if failed else "ok", "cost": 0.0, "duration_ms": None,
-                                "error": error},
-                }, durable=True)
-                return HookResult.refuse(f"{tool} ran, but corral recorded no PreToolUse decision for tool use "
-                                         f"{tool_use}: it was not governed (is the PreToolUse hook installed?)")
-            if entry.get("settled"):
-                return HookResult(0)  # Post arrived twice
-        cost = Decimal(0) if failed else Decimal(entry.get("estimate") or "0")
+                return self._unmatched(store, sid, tool, tool_use, failed, error, clock())
         verdict = entry.get("verdict")
-        ops: list[Any] = []
-        note = None
-        if verdict in ("allowed", "flagged", "approved"):
-            if entry.get("reservation"):
-                ops.append(Settle(entry["reservation"], cost))
-        elif verdict == "pending":
-            # "ask" put the question to the person at Claude Code's prompt, and they said yes.
-            note = "approved at Claude Code's permission prompt"
-            if entry.get("approval"):
-                store.resolve_approval(entry["approval"], "pending", {
-                    "status": "used", "approved": True, "approver": f"{entry.get('principal')} (Claude Code prompt)",
-                    "decided": iso(now), "decision_reason": note,
-                })
-            scopes = [(key, Decimal(limit)) for key, limit in entry.get("scopes") or ()]
-            if scopes and cost > 0:
-                rid = store.reserve(scopes, cost, now + timedelta(seconds=60))
-                if rid is None:
-                    note += f"; its cost {cost} did not fit in the budget and is not counted"
-                else:
-                    ops.append(Settle(rid, cost))
+        if verdict == "pending":
+            result = self._self_approved(store, sid, entry, failed, error, clock())
+        elif verdict in ("allowed", "flagged", "approved"):
+            try:
+                call = DetachedCall.load(store, entry["decision"], now=clock)
+                call.finish(result=event.get("tool_response"), error=error if failed else None)
+            except CallNotOpen:
+                pass  # PostToolUse arrived twice, or recovery closed the call: it is finished once
+            result = HookResult(0)
         else:
-            note = f"ran although corral's decision was {verdict}"
-        outcome: dict[str, Any] = {"status": "error" if failed else "ok", "cost": float(cost), "duration_ms": None,
-                                   "error": error}
-        if note:
-            outcome["note"] = note
-        ops.append(Append(sid, {"id": new_id(), "kind": "outcome", "ts": iso(now), "session": sid,
-                                "ref": entry["decision"], "outcome": outcome}))
-        step = self._step_entry(store, tool, entry, failed, error, event.get("tool_response"), iso(now))
-        if step is not None:
-            ops.append(LogStep(entry["tx"], step))
-        store.batch(ops)
+            result = self._ran_anyway(store, sid, tool, entry, failed, error, clock())
         index.unlink(missing_ok=True)
-        if verdict in ("allowed", "flagged", "approved", "pending"):
-            return HookResult(0)
+        return result
+
+    @staticmethod
+    def _unmatched(store: Any, sid: str, tool: str, tool_use: str, failed: bool, error: str | None,
+                   now: Any) -> HookResult:
+        """A tool ran that PreToolUse never decided: say so in the chain, and to Claude Code."""
+        from corral.governance.records import outcome
+        from corral.governance.traces import iso
+        from corral.ids import new_id
+
+        store.append(sid, {
+            "id": new_id(), "kind": "unmatched", "ts": iso(now), "session": sid, "tool": tool,
+            "decision": None, "args": {}, "checks": [],
+            "reason": f"{tool} ran without a governed PreToolUse decision (tool_use_id {tool_use})",
+            "outcome": outcome("error" if failed else "ok", 0.0, None, error),
+        }, durable=True)
+        return HookResult.refuse(f"{tool} ran, but corral recorded no PreToolUse decision for tool use "
+                                 f"{tool_use}: it was not governed (is the PreToolUse hook installed?)")
+
+    @staticmethod
+    def _self_approved(store: Any, sid: str, entry: Mapping[str, Any], failed: bool, error: str | None,
+                       now: Any) -> HookResult:
+        """``ask`` (``approvals: {self_approve: true}``) put the call to the person at Claude Code's prompt,
+        and they said yes: the request is recorded as self-approved, the cost counted, the outcome kept."""
+        from datetime import timedelta
+        from decimal import Decimal
+
+        from corral.governance.records import outcome, outcome_record
+        from corral.governance.traces import iso
+        from corral.store import Append, Settle
+
+        cost = Decimal(0) if failed else Decimal(entry.get("estimate") or "0")
+        note = "approved at Claude Code's permission prompt"
+        if entry.get("approval"):
+            store.resolve_approval(entry["approval"], "pending", {
+                "status": "used", "approved": True, "approver": f"{entry.get('principal')} (Claude Code prompt)",
+                "decided": iso(now), "decision_reason": note,
+            })
+        ops: list[Any] = []
+        scopes = [(key, Decimal(limit)) for key, limit in entry.get("scopes") or ()]
+        if scopes and cost > 0:
+            rid = store.reserve(scopes, cost, now + timedelta(seconds=60))
+            if rid is None:
+                note += f"; its cost {cost} did not fit in the budget and is not counted"
+            else:
+                ops.append(Settle(rid, cost))
+        out = outcome("error" if failed else "ok", float(cost), None, error, note)
+        ops.append(Append(sid, outcome_record(sid, entry["decision"], out, now)))
+        store.batch(ops)
+        return HookResult(0)
+
+    @staticmethod
+    def _ran_anyway(store: Any, sid: str, tool: str, entry: Mapping[str, Any], failed: bool, error: str | None,
+                    now: Any) -> HookResult:
+        """Claude Code ran a call corral refused: record it, and tell Claude Code."""
+        from corral.governance.records import outcome, outcome_record
+
+        note = f"ran although corral's decision was {entry.get('verdict')}"
+        store.append(sid, outcome_record(sid, entry["decision"], outcome("error" if failed else "ok", 0.0, None,
+                                                                          error, note), now), durable=True)
         return HookResult.refuse(f"{tool} {note}")
 
     @staticmethod
     def _find_decision(store: Any, sid: str, tool_use: str) -> dict[str, Any] | None:
         """The decision for ``tool_use`` from the chain itself, when the index file is gone."""
-        records = store.records(sid)
-        for record in reversed(records):
+        for record in reversed(store.records(sid)):
             info = record.get("claude_code")
             if record.get("kind") == "call" and isinstance(info, dict) and info.get("tool_use_id") == tool_use:
-                settled = any(r.get("kind") == "outcome" and r.get("ref") == record["id"] for r in records)
-                return {"decision": record["id"], "verdict": record.get("decision"), "tx": record.get("tx"),
-                        "effect": record.get("effect"), "approval": record.get("approval"),
-                        "principal": record.get("principal"), "estimate": "0", "scopes": [],
-                        "reservation": None, "settled": settled}
+                return {"decision": record["id"], "verdict": record.get("decision"), "approval": record.get("approval"),
+                        "principal": record.get("principal"), "estimate": "0", "scopes": []}
         return None
-
-    @staticmethod
-    def _step_entry(store: Any, tool: str, entry: Mapping[str, Any], failed: bool, error: str | None,
-                    response: Any, ts: str) -> dict[str, Any] | None:
-        """DONE (or FAILED) for a transaction step, from its INTENT."""
-        if not entry.get("tx") or entry.get("effect") == READ:
-            return None
-        step = entry.get("step")
-        if step is None:
-            intents = [e for e in store.steps(entry["tx"])
-                       if e.get("trace") == entry["decision"] and e.get("status") == "INTENT"]
-            if not intents:
-                return None
-            step = {"seq": intents[0]["seq"], "key": intents[0].get("key"), "args": intents[0].get("args")}
-        done = {"seq": step["seq"], "tool": tool, "args": step.get("args"), "key": step.get("key"),
-                "effect": entry.get("effect"), "trace": entry["decision"], "ts": ts}
-        if failed:
-            done.update(status="FAILED", error=error)
-        else:
-            done.update(status="DONE", result=_glimpse(response))
-        return done
 
 
 def _estimate(agent: ClaudeCodeAgent, tool: str) -> Any:
@@ -479,11 +472,9 @@ def _failure(event: Mapping[str, Any]) -> tuple[bool, str | None]:
 
 
 def _glimpse(value: Any) -> Any:
-    """A JSON value small enough for the transaction log."""
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    text = value if isinstance(value, str) else json.dumps(value, default=repr, ensure_ascii=False)
-    return text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS] + f"… ({len(text)} characters)"
+    from corral.governance.finish import glimpse
+
+    return glimpse(value)
 
 
 
