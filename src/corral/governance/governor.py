@@ -16,15 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from corral.errors import Blocked, ConfigError, StoreError
+from corral.errors import ConfigError, StoreError
 from corral.governance import approvals as ap
 from corral.governance.budget import NO_BUDGET, STOP, BudgetState, ScopeUsage, money, parse_budget, parse_gates
 from corral.governance.calls import Call
-from corral.governance.decision import BLOCKED, Decision
+from corral.governance.decision import Decision
 from corral.governance.effects import READ, ToolSpec, to_money
 from corral.governance.events import Event
 from corral.governance.finish import DetachedCall
-from corral.governance.pipeline import fault, prepare, refuse
+from corral.governance.pipeline import dry_decide, fault, refuse
 from corral.governance.records import call_record, describe, outcome
 from corral.governance.rules import Policy
 from corral.governance.session import Session
@@ -315,13 +315,7 @@ class Governor:
         if not isinstance(args, Mapping):
             raise ConfigError(f"check: args must be a mapping, got {type(args).__name__}")
         session = session if session is not None else self.default_session
-        tx = session.open_transaction
-        try:
-            pc = prepare(session, tool, dict(args), tx, dry=True)
-        except Blocked as exc:
-            trace = exc.trace
-            return Decision(BLOCKED, str(exc), list(trace.checks) if trace else [])
-        return pc.decision
+        return dry_decide(session, tool, dict(args), session.open_transaction)
 
     # ---------------------------------------------------------------------------------- approvals
 

@@ -186,21 +186,7 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
         plan = session.plan if tx is not None else None
         try:
             budget = gov.budget_state(session.id)
-            ctx = CallContext(
-                tool=name,
-                effect=effect,
-                args=args,
-                phase=phase,
-                phases_enabled=gov.phases,
-                in_transaction=tx is not None,
-                plan=plan,
-                cost=estimate,
-                budget=budget,
-                facts=Facts(name, effect, phase, args, estimate, budget, session.principal, session.roles,
-                            gov.agent, now, session.call_log),
-                bind=spec.bind,
-            )
-            decision = decide(ctx, gov.policy)
+            decision = decide(_context(session, spec, args, effect, estimate, budget, plan, tx, now), gov.policy)
         except Exception as exc:
             check = {"check": "governance", "passed": False, "detail": f"fault: {exc!r}"}
             raise fault(
@@ -237,6 +223,48 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
                 f"{money(t.spent + t.reserved)} + {money(estimate)} of {money(t.limit)} ({after.pct:g}%)",
             )
         return pc
+
+
+def _context(session: Any, spec: ToolSpec, args: dict[str, Any], effect: str, estimate: Decimal, budget: Any,
+             plan: Any, tx: Any, now: datetime) -> CallContext:
+    """Everything ``decide`` reads about this call and its session, built once."""
+    gov = session.governor
+    phase = session.phase
+    facts = Facts(spec.name, effect, phase, args, estimate, budget, session.principal, session.roles, gov.agent,
+                  now, session.call_log)
+    return CallContext(tool=spec.name, effect=effect, args=args, phase=phase, phases_enabled=gov.phases,
+                       in_transaction=tx is not None, plan=plan, cost=estimate, budget=budget, facts=facts,
+                       bind=spec.bind)
+
+
+def dry_decide(session: Any, name: str, given: dict[str, Any], tx: Any) -> Decision:
+    """The decision alone (``gov.check``): the same checks as ``prepare``, with no record built, nothing
+    consumed, reserved, traced or asked. A refusal is a ``blocked`` decision, never an exception — except
+    a tool whose registration is incomplete (``ConfigError``), as for a real call."""
+    gov = session.governor
+    spec = gov.tools.get(name) if isinstance(name, str) else None
+    if spec is None:
+        known = ", ".join(sorted(gov.tools)) or "none"
+        return Decision(BLOCKED, f"unknown tool {name!r} (registered: {known})",
+                        [{"check": "tool", "passed": False, "detail": f"{name!r} is not a registered tool"}])
+    if not spec.checked:
+        spec.check()
+    try:
+        args = spec.bind(given)
+    except TypeError as exc:
+        reason = f"arguments do not fit {name}: {exc}"
+        return Decision(BLOCKED, reason, [{"check": "tool", "passed": False, "detail": reason}])
+    try:
+        now = gov.now()
+        effect = spec.effect_for(args)
+        estimate = spec.estimate(args)
+        with session.lock:
+            plan = session.plan if tx is not None else None
+            budget = gov.budget_state(session.id)
+            return decide(_context(session, spec, args, effect, estimate, budget, plan, tx, now), gov.policy)
+    except Exception as exc:
+        reason = f"governance fault while deciding on {name}: {exc!r}"
+        return Decision(BLOCKED, reason, [{"check": "governance", "passed": False, "detail": reason}])
 
 
 # ------------------------------------------------------------------------------------ reservations
