@@ -17,6 +17,9 @@ from urllib.parse import quote
 
 import pytest
 
+# real ``corral serve`` processes (serve, work, sqlite_url), for every test
+pytest_plugins = ["tests.server.serving"]
+
 
 class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:

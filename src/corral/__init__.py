@@ -5,8 +5,6 @@ The names below are imported lazily, so ``import corral`` stays cheap for per-ca
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from corral.errors import (
     ApprovalDenied,
     ApprovalPending,
@@ -21,7 +19,11 @@ from corral.errors import (
     TransactionFailed,
 )
 
+# ``typing`` is not imported at run time: a per-call hook process pays for every module it loads
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from corral.governance.approvals import Approval, ApprovalRequest
     from corral.governance.calls import Call, CallHandle
     from corral.governance.decision import Decision

@@ -20,6 +20,8 @@ Examples:
   corral why TRACE_ID --agent agent.yaml           why was that call allowed?
   corral mcp-proxy --agent agent.yaml -- python -m mcp_server_time   govern any MCP server
   corral hook install claude-code --agent agent.yaml                 govern Claude Code
+  corral serve agent.yaml                          the HTTP API for a team
+  corral principals add alice --role user          an API token for alice
   corral rules check policy.rules                  check a rules file
   corral rules check *.rules --tools send_email,issue_refund
   corral rules check policy.rules --json           diagnostics as JSON
@@ -150,11 +152,12 @@ def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as
 # -- the other command groups live in corral.commands; their heavy imports stay inside the commands ----
 
 def _add_commands() -> None:
-    from corral.commands import agent, hook, mcp, store
+    from corral.commands import agent, hook, mcp, serve, store
     from corral.commands import rules as rules_commands
 
     for command in (agent.validate, agent.run, agent.chat, agent.recover, agent.doctor, agent.session, agent.phase,
-                    store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook):
+                    store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook, serve.serve,
+                    serve.principals):
         main.add_command(command)
     for command in (rules_commands.test, rules_commands.export, rules_commands.import_):
         rules.add_command(command)

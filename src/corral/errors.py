@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # ``typing`` is not imported at run time (per-call hooks pay for every import)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class GovernanceError(Exception):

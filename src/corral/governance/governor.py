@@ -410,11 +410,13 @@ class Governor:
 
     # -------------------------------------------------------------------------------------- recovery
 
-    def recover(self) -> Any:
-        """Roll back what a crashed process left open; returns a report (``report.to_dict()``)."""
+    def recover(self, claim: Any = None) -> Any:
+        """Roll back what a crashed process left open; returns a report (``report.to_dict()``).
+
+        ``claim(tx_record)`` lets several processes share the work: see ``corral.governance.recovery``."""
         from corral.governance.recovery import recover
 
-        return recover(self)
+        return recover(self, claim)
 
     def close(self) -> None:
         self.store.close()

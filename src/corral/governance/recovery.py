@@ -71,18 +71,16 @@ def _abandoned(tx: dict[str, Any], now: datetime) -> bool:
     return not owner_alive(tx.get("owner"))
 
 
-def recover(gov: Any) -> RecoveryReport:
-    """Roll back every abandoned open or rolling-back transaction; release expired reservations."""
+def recover(gov: Any, claim: Any = None) -> RecoveryReport:
+    """Roll back every abandoned open or rolling-back transaction; release expired reservations.
+
+    ``claim(tx_record)``, when given, is asked before each abandoned transaction is touched: it returns
+    a function to call when recovery of that transaction is over, or None to leave it (several servers
+    recovering one store claim a transaction's session lease, so exactly one of them rolls it back).
+    A claimed transaction is read again, and left if someone finished it meanwhile.
+    """
     from corral.governance.transactions import (
-        COMPENSATED,
-        COMPENSATING,
-        COMPENSATION_FAILED,
-        DONE,
-        FAILED,
-        IRREVERSIBLE,
-        NEEDS_ATTENTION,
         OPEN,
-        ROLLED_BACK,
         ROLLING_BACK,
     )
 
@@ -103,60 +101,91 @@ def recover(gov: Any) -> RecoveryReport:
         if tx.get("paused_for"):
             report.skipped.append({"id": tx["id"], "why": f"paused for approval {tx['paused_for']}"})
             continue
-        result = TxReport(tx["id"], tx["session"], ROLLING_BACK)
-        store.update_transaction(tx["id"], {"state": ROLLING_BACK})
-        history: dict[int, list[dict[str, Any]]] = {}
-        for entry in store.steps(tx["id"]):
-            history.setdefault(entry["seq"], []).append(entry)
-        pivot = any(
-            e["status"] == DONE and e.get("effect") == IRREVERSIBLE for entries in history.values() for e in entries
-        )
-        attention = pivot
-        for seq in sorted(history, reverse=True):
-            entries = history[seq]
-            statuses = {e["status"] for e in entries}
-            first = entries[0]
-            if COMPENSATED in statuses or (FAILED in statuses and DONE not in statuses):
+        if claim is not None:
+            done = claim(tx)
+            if done is None:
+                report.skipped.append({"id": tx["id"], "why": "claimed by another process"})
                 continue
-            spec = gov.tools.get(first["tool"])
-            done = next((e for e in entries if e["status"] == DONE), None)
-            if done is None and COMPENSATING not in statuses and COMPENSATION_FAILED not in statuses \
-                    and first.get("trace") not in abandoned:
-                _no_outcome(gov, tx, first)
-            if pivot:
-                if done is None:
-                    result.unknown.append({"seq": seq, "tool": first["tool"], "key": first.get("key")})
-                continue
-            if done is None and (spec is None or not spec.compensate_unknown):
-                result.unknown.append({"seq": seq, "tool": first["tool"], "key": first.get("key")})
-                attention = True
-                continue
-            if spec is None or spec.compensate is None:
-                result.failed.append({"seq": seq, "tool": first["tool"], "error": "no compensation registered"})
-                attention = True
-                continue
-            call = Call(
-                tool=first["tool"],
-                args=dict(first.get("args") or {}),
-                result=done.get("result") if done else None,
-                idempotency_key=first.get("key"),
-                tx=tx["id"],
-                session=tx["session"],
-                effect=first.get("effect"),
-            )
-            ok, error, attempts = _compensate(gov, tx["id"], entries, call, spec.compensate, COMPENSATING)
-            status = COMPENSATED if ok else COMPENSATION_FAILED
-            store.log_step(tx["id"], _entry(first, status, error=error, attempt=attempts, ts=iso(gov.now())))
-            _trace(gov, tx, first, ok, error, attempts)
-            if ok:
-                result.compensated.append({"seq": seq, "tool": call.tool, "key": call.idempotency_key})
-            else:
-                result.failed.append({"seq": seq, "tool": call.tool, "error": error})
-                attention = True
-        result.state = NEEDS_ATTENTION if attention else ROLLED_BACK
-        store.update_transaction(tx["id"], {"state": result.state, "recovered": iso(now)})
-        report.transactions.append(result)
+            try:
+                again = store.get_transaction(tx["id"])
+                if again is None or again.get("state") not in (OPEN, ROLLING_BACK):
+                    continue
+                report.transactions.append(_roll_back(gov, again, now, abandoned))
+            finally:
+                done()
+            continue
+        report.transactions.append(_roll_back(gov, tx, now, abandoned))
     return report
+
+
+def _roll_back(gov: Any, tx: dict[str, Any], now: datetime, abandoned: set[str]) -> TxReport:
+    """Compensate an abandoned transaction's steps from its log, newest first (§7)."""
+    from corral.governance.transactions import (
+        COMPENSATED,
+        COMPENSATING,
+        COMPENSATION_FAILED,
+        DONE,
+        FAILED,
+        IRREVERSIBLE,
+        NEEDS_ATTENTION,
+        ROLLED_BACK,
+        ROLLING_BACK,
+    )
+
+    store = gov.store
+    result = TxReport(tx["id"], tx["session"], ROLLING_BACK)
+    store.update_transaction(tx["id"], {"state": ROLLING_BACK})
+    history: dict[int, list[dict[str, Any]]] = {}
+    for entry in store.steps(tx["id"]):
+        history.setdefault(entry["seq"], []).append(entry)
+    pivot = any(
+        e["status"] == DONE and e.get("effect") == IRREVERSIBLE for entries in history.values() for e in entries
+    )
+    attention = pivot
+    for seq in sorted(history, reverse=True):
+        entries = history[seq]
+        statuses = {e["status"] for e in entries}
+        first = entries[0]
+        if COMPENSATED in statuses or (FAILED in statuses and DONE not in statuses):
+            continue
+        spec = gov.tools.get(first["tool"])
+        done = next((e for e in entries if e["status"] == DONE), None)
+        if done is None and COMPENSATING not in statuses and COMPENSATION_FAILED not in statuses \
+                and first.get("trace") not in abandoned:
+            _no_outcome(gov, tx, first)
+        if pivot:
+            if done is None:
+                result.unknown.append({"seq": seq, "tool": first["tool"], "key": first.get("key")})
+            continue
+        if done is None and (spec is None or not spec.compensate_unknown):
+            result.unknown.append({"seq": seq, "tool": first["tool"], "key": first.get("key")})
+            attention = True
+            continue
+        if spec is None or spec.compensate is None:
+            result.failed.append({"seq": seq, "tool": first["tool"], "error": "no compensation registered"})
+            attention = True
+            continue
+        call = Call(
+            tool=first["tool"],
+            args=dict(first.get("args") or {}),
+            result=done.get("result") if done else None,
+            idempotency_key=first.get("key"),
+            tx=tx["id"],
+            session=tx["session"],
+            effect=first.get("effect"),
+        )
+        ok, error, attempts = _compensate(gov, tx["id"], entries, call, spec.compensate, COMPENSATING)
+        status = COMPENSATED if ok else COMPENSATION_FAILED
+        store.log_step(tx["id"], _entry(first, status, error=error, attempt=attempts, ts=iso(gov.now())))
+        _trace(gov, tx, first, ok, error, attempts)
+        if ok:
+            result.compensated.append({"seq": seq, "tool": call.tool, "key": call.idempotency_key})
+        else:
+            result.failed.append({"seq": seq, "tool": call.tool, "error": error})
+            attention = True
+    result.state = NEEDS_ATTENTION if attention else ROLLED_BACK
+    store.update_transaction(tx["id"], {"state": result.state, "recovered": iso(now)})
+    return result
 
 
 def _abandon_calls(gov: Any, now: datetime, report: RecoveryReport) -> set[str]:

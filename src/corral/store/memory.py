@@ -26,6 +26,7 @@ from corral.store.protocol import (
     gate_reached,
 )
 from corral.store.search import WORD, query_words
+from corral.store.sql import session_row, session_summary
 
 _MISSING = object()
 
@@ -57,6 +58,8 @@ class MemoryStore:
         # group commit for read records: sealed (hashed) on flush, in order, before any later record
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._scopes: dict[str, list[Decimal]] = {}  # key -> [spent, reserved]
+        self._principals: dict[str, dict[str, Any]] = {}  # normalised name -> record
+        self._leases: dict[str, tuple[str, datetime]] = {}  # key -> (holder, expires at)
         self._reservations: dict[str, tuple[tuple[str, ...], Decimal, datetime]] = {}
         self._approvals: dict[str, dict[str, Any]] = {}
         self._txs: dict[str, dict[str, Any]] = {}
@@ -432,6 +435,97 @@ class MemoryStore:
     def memory_delete(self, memory_id: str) -> None:
         with self._lock:
             self._memories.pop(memory_id, None)
+
+    # ------------------------------------------------------------------------- session listing
+
+    def query_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        principal: str | None = None,
+        status: str | None = None,
+        before: tuple[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Session summaries, newest first (``created``, then ``id``), after the keyset ``before``."""
+        with self._lock:
+            docs = list(self._sessions.values())
+        rows = []
+        for doc in docs:
+            key = (doc.get("created") or "", doc["id"])
+            if ((agent is not None and doc.get("agent") != agent)
+                    or (principal is not None and doc.get("principal") != principal)
+                    or (status is not None and doc.get("status") != status)
+                    or (before is not None and not key < tuple(before))):
+                continue
+            rows.append((key, doc))
+        rows.sort(key=lambda pair: pair[0], reverse=True)
+        return [session_summary(session_row(d)[:-1]) for _, d in rows[: int(limit)]]
+
+    # ------------------------------------------------------------------------------- principals
+
+    def add_principal(self, record: dict[str, Any]) -> bool:
+        with self._lock:
+            if record["key"] in self._principals or any(
+                p["token_sha256"] == record["token_sha256"] for p in self._principals.values()
+            ):
+                return False
+            self._principals[record["key"]] = copy.deepcopy(record)
+            return True
+
+    def get_principal(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._principals.get(key)
+            return copy.deepcopy(found) if found is not None else None
+
+    def principal_by_token(self, token_sha256: str) -> dict[str, Any] | None:
+        with self._lock:
+            for record in self._principals.values():
+                if record["token_sha256"] == token_sha256:
+                    return copy.deepcopy(record)
+        return None
+
+    def list_principals(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(p) for p in self._principals.values()]
+
+    def update_principal(self, key: str, fields: dict[str, Any]) -> bool:
+        with self._lock:
+            found = self._principals.get(key)
+            if found is None:
+                return False
+            found.update(copy.deepcopy(fields))
+            return True
+
+    # ----------------------------------------------------------------------------------- leases
+
+    def acquire_lease(self, key: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take ``key`` for ``holder`` until ``until``: free, expired by ``now``, or held by ``holder``."""
+        with self._lock:
+            found = self._leases.get(key)
+            if found is not None and found[0] != holder and found[1] > now:
+                return False
+            self._leases[key] = (holder, until)
+            return True
+
+    def renew_lease(self, key: str, holder: str, until: datetime) -> bool:
+        with self._lock:
+            found = self._leases.get(key)
+            if found is None or found[0] != holder:
+                return False
+            self._leases[key] = (holder, until)
+            return True
+
+    def release_lease(self, key: str, holder: str) -> None:
+        with self._lock:
+            found = self._leases.get(key)
+            if found is not None and found[0] == holder:
+                del self._leases[key]
+
+    def get_lease(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._leases.get(key)
+        return None if found is None else {"key": key, "holder": found[0], "expires_at": found[1]}
 
     def close(self) -> None:
         self.flush()

@@ -28,6 +28,18 @@ Version 2 replaces the word index with each database's own full-text search:
   (``'english'``), with a GIN index, and an index on ``(namespace, ord)``.
 - Both: ``memory_words`` is dropped.
 
+Version 4 is what ``corral serve`` needs:
+
+- ``principals``  who may call the API: one JSON document per principal, keyed by its normalised name,
+                  with the SHA-256 of its token (never the token) as a unique column for the lookup
+- ``leases``      a session being run holds ``session:ID`` here, with its holder (one server process)
+                  and when the lease runs out (microseconds since 1970, UTC, in both databases); a server
+                  renews its leases while it runs them
+- ``sessions``    gains its summary as columns — ``principal``, ``phase``, ``status``, ``stop_reason``
+                  (the document's own, else its harness state's), ``created``, ``updated`` — written with
+                  the document, and indexes for listing newest first by ``(created, id)`` (the keyset),
+                  alone and after ``agent``, ``principal`` or ``status``
+
 JSON documents are TEXT on both databases, so what was written is exactly what is read back.
 """
 
@@ -167,6 +179,41 @@ _V3_POSTGRES = (
     "INSERT INTO heads (session_id, seq, head) SELECT id, 0, '' FROM sessions ON CONFLICT (session_id) DO NOTHING",
 )
 
+# Version 4: what ``corral serve`` needs. A session's summary fields become columns, written with the
+# document, so a page of the listing reads no JSON and each filter has its index (keyset: created, id).
+_SESSION_COLUMNS = ("principal", "phase", "status", "stop_reason", "created", "updated")
+_SESSION_INDEXES = (
+    "CREATE INDEX sessions_newest ON sessions (created, id)",
+    "CREATE INDEX sessions_agent_newest ON sessions (agent, created, id)",
+    "CREATE INDEX sessions_principal_newest ON sessions (principal, created, id)",
+    "CREATE INDEX sessions_status_newest ON sessions (status, created, id)",
+)
+
+_V4_SQLITE = (
+    "CREATE TABLE principals (key TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, doc TEXT NOT NULL)",
+    "CREATE TABLE leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    *(f"ALTER TABLE sessions ADD COLUMN {column} TEXT" for column in _SESSION_COLUMNS),
+    "UPDATE sessions SET principal = json_extract(doc, '$.principal'), phase = json_extract(doc, '$.phase'),"
+    " status = json_extract(doc, '$.status'),"
+    " stop_reason = coalesce(json_extract(doc, '$.stop_reason'), json_extract(doc, '$.harness.stop_reason')),"
+    " created = json_extract(doc, '$.created'), updated = json_extract(doc, '$.updated') WHERE json_valid(doc)",
+    *_SESSION_INDEXES,
+)
+
+_V4_POSTGRES = (
+    "CREATE TABLE principals ("
+    " key TEXT PRIMARY KEY, ord BIGINT GENERATED ALWAYS AS IDENTITY, token_sha256 TEXT NOT NULL UNIQUE,"
+    " doc TEXT NOT NULL)",
+    "CREATE TABLE leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at BIGINT NOT NULL)",
+    *(f"ALTER TABLE sessions ADD COLUMN {column} TEXT" for column in _SESSION_COLUMNS),
+    # row by row, so a row whose JSON is damaged keeps empty columns instead of failing the migration
+    "DO $$ DECLARE r record; d jsonb; BEGIN FOR r IN SELECT id, doc FROM sessions LOOP BEGIN d := r.doc::jsonb;"
+    " UPDATE sessions SET principal = d ->> 'principal', phase = d ->> 'phase', status = d ->> 'status',"
+    " stop_reason = coalesce(d ->> 'stop_reason', d -> 'harness' ->> 'stop_reason'), created = d ->> 'created',"
+    " updated = d ->> 'updated' WHERE id = r.id; EXCEPTION WHEN others THEN NULL; END; END LOOP; END $$",
+    *_SESSION_INDEXES,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
               _V1_SQLITE, _V1_POSTGRES),
@@ -174,6 +221,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "open calls (finished elsewhere by their id); a head row for every session's chain",
               _V3_SQLITE, _V3_POSTGRES),
+    Migration(4, "corral serve: principals (hashed tokens), session leases, session listing indexes",
+              _V4_SQLITE, _V4_POSTGRES),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

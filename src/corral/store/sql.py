@@ -101,6 +101,50 @@ def to_micros(when: datetime) -> int:
     return (to_utc(when) - _EPOCH) // timedelta(microseconds=1)
 
 
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(micros))
+
+
+# -------------------------------------------------------------------------------- session listing
+
+SESSION_SUMMARY_FIELDS = ("id", "agent", "principal", "phase", "status", "stop_reason", "created", "updated")
+SESSION_SUMMARY_COLUMNS = ", ".join(SESSION_SUMMARY_FIELDS)
+_SESSION_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in (*SESSION_SUMMARY_FIELDS[1:], "doc"))
+
+
+def session_row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A session's row: its summary columns, then the document. ``stop_reason`` is the record's own, else
+    its harness state's; ``status`` is None where no server has run the session."""
+    harness = record.get("harness")
+    stop = record.get("stop_reason")
+    if stop is None and isinstance(harness, dict):
+        stop = harness.get("stop_reason")
+    values = [record.get(f) for f in SESSION_SUMMARY_FIELDS]
+    values[SESSION_SUMMARY_FIELDS.index("stop_reason")] = stop
+    return (*(None if v is None else str(v) for v in values), encode_doc(record))
+
+
+def session_summary(row: Sequence[Any]) -> dict[str, Any]:
+    """One row of ``query_sessions`` as a dict."""
+    return dict(zip(SESSION_SUMMARY_FIELDS, row, strict=True))
+
+
+def session_query(*, agent: str | None, principal: str | None, status: str | None,
+                  before: tuple[str, str] | None, limit: int) -> tuple[str, list[Any]]:
+    """The listing's SQL (newest first, keyset ``before``, never OFFSET) and its parameters."""
+    where, args = [], []
+    for column, value in (("agent", agent), ("principal", principal), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if before is not None:
+        where.append("(created, id) < (?, ?)")
+        args.extend(before)
+    sql = (f"SELECT {SESSION_SUMMARY_COLUMNS} FROM sessions {'WHERE ' + ' AND '.join(where) if where else ''} "
+           "ORDER BY created DESC, id DESC LIMIT ?")
+    return sql, [*args, int(limit)]
+
+
 # --------------------------------------------------------------------------------- the audit chain
 
 
@@ -310,11 +354,11 @@ class SQLStore:
         """The session's document, and — the first time — its chain's head row (empty, signed when the
         audit key is set), so a chain deleted whole later is told from a session that has none yet."""
         sid = record["id"]
-        upsert = self._sql("INSERT INTO sessions (id, agent, doc) VALUES (?, ?, ?) "
-                           "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, doc = excluded.doc")
+        upsert = self._sql(f"INSERT INTO sessions ({SESSION_SUMMARY_COLUMNS}, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                           f"ON CONFLICT (id) DO UPDATE SET {_SESSION_UPDATE}")
         head = self._sql("INSERT INTO heads (session_id, seq, head, hmac) VALUES (?, 0, ?, ?) "
                          "ON CONFLICT (session_id) DO NOTHING")
-        args = (sid, record.get("agent"), encode_doc(record))
+        args = session_row(record)
         signature = head_signature(self._key, sid, GENESIS)
 
         def work(conn: Any) -> None:
@@ -567,3 +611,78 @@ class SQLStore:
 
     def memory_delete(self, memory_id: str) -> None:
         self._execute("memory_delete", "DELETE FROM memories WHERE id = ?", (memory_id,))
+
+    # ------------------------------------------------------------------------- session listing
+
+    def query_sessions(
+        self,
+        *,
+        agent: str | None = None,
+        principal: str | None = None,
+        status: str | None = None,
+        before: tuple[str, str] | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Session summaries, newest first (``created``, then ``id``), after the keyset ``before``."""
+        sql, args = session_query(agent=agent, principal=principal, status=status, before=before, limit=limit)
+        return [session_summary(row) for row in self._all("query_sessions", sql, args)]
+
+    # ------------------------------------------------------------------------------- principals
+
+    def add_principal(self, record: dict[str, Any]) -> bool:
+        statement = self._sql("INSERT INTO principals (key, token_sha256, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+        args = (record["key"], record["token_sha256"], encode_doc(record))
+        return self._run("add_principal", lambda conn: conn.execute(statement, args).rowcount, transaction=False) == 1
+
+    def get_principal(self, key: str) -> dict[str, Any] | None:
+        row = self._one("get_principal", "SELECT doc FROM principals WHERE key = ?", (key,))
+        return None if row is None else decode_doc("principals", key, row[0])
+
+    def principal_by_token(self, token_sha256: str) -> dict[str, Any] | None:
+        row = self._one("principal_by_token", "SELECT key, doc FROM principals WHERE token_sha256 = ?",
+                        (token_sha256,))
+        return None if row is None else decode_doc("principals", row[0], row[1])
+
+    def list_principals(self) -> list[dict[str, Any]]:
+        rows = self._all("list_principals", "SELECT key, doc FROM principals ORDER BY {order}")
+        return [decode_doc("principals", key, doc) for key, doc in rows]
+
+    def update_principal(self, key: str, fields: dict[str, Any]) -> bool:
+        select = self._sql("SELECT doc FROM principals WHERE key = ?{lock}")
+        update = self._sql("UPDATE principals SET token_sha256 = ?, doc = ? WHERE key = ?")
+
+        def work(conn: Any) -> bool:
+            row = conn.execute(select, (key,)).fetchone()
+            if row is None:
+                return False
+            doc = decode_doc("principals", key, row[0])
+            doc.update(fields)
+            conn.execute(update, (doc["token_sha256"], encode_doc(doc), key))
+            return True
+
+        return self._run("update_principal", work)
+
+    # ----------------------------------------------------------------------------------- leases
+
+    def acquire_lease(self, key: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take ``key`` for ``holder`` until ``until``: free, expired by ``now``, or held by ``holder`` —
+        one statement, so of racing holders exactly one wins."""
+        statement = self._sql(
+            "INSERT INTO leases (key, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE leases.holder = excluded.holder OR leases.expires_at <= ?")
+        args = (key, holder, to_micros(until), to_micros(now))
+        return self._run("acquire_lease", lambda conn: conn.execute(statement, args).rowcount,
+                         transaction=False) == 1
+
+    def renew_lease(self, key: str, holder: str, until: datetime) -> bool:
+        statement = self._sql("UPDATE leases SET expires_at = ? WHERE key = ? AND holder = ?")
+        args = (to_micros(until), key, holder)
+        return self._run("renew_lease", lambda conn: conn.execute(statement, args).rowcount, transaction=False) == 1
+
+    def release_lease(self, key: str, holder: str) -> None:
+        self._execute("release_lease", "DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
+
+    def get_lease(self, key: str) -> dict[str, Any] | None:
+        row = self._one("get_lease", "SELECT holder, expires_at FROM leases WHERE key = ?", (key,))
+        return None if row is None else {"key": key, "holder": row[0], "expires_at": from_micros(row[1])}
