@@ -89,3 +89,27 @@ def test_b_recovers_what_a_killed_server_left_in_commit_exactly_once(serve: Any,
     assert on_b.get(f"/v1/sessions/{sid}").json()["status"] == "idle"
     on_a.close()
     on_b.close()
+
+
+def test_a_write_decided_on_a_is_finished_on_b(serve: Any, pg_url: str, work: Path) -> None:
+    a = serve(pg_url, "gate.yaml", lease=LEASE)
+    b = serve(pg_url, "gate.yaml", lease=LEASE)
+    token = Team(pg_url).add("alice", "user")
+    with a.client(token) as on_a, b.client(token) as on_b:
+        assert on_a.post("/v1/check", json={"agent": "gate", "session": "cc", "tool": "Read",
+                                             "args": {}}).json()["decision"] == "allowed"
+        for phase in ("decide", "commit"):
+            assert on_a.post("/v1/sessions/cc/phase", json={"phase": phase}).status_code == 200
+        paid = on_a.post("/v1/check", json={"agent": "gate", "session": "cc", "tool": "pay",
+                                             "args": {"amount": 20}}).json()
+        assert paid["decision"] == "allowed"
+        done = on_b.post(f"/v1/calls/{paid['call_id']}/finish", json={"result": {"paid": 20}})
+        assert done.status_code == 200 and done.json()["status"] == "ok"
+        assert on_a.post(f"/v1/calls/{paid['call_id']}/finish", json={"result": 1}).status_code == 409  # once
+        read = on_a.post("/v1/check", json={"agent": "gate", "session": "cc", "tool": "Read", "args": {}}).json()
+        elsewhere = on_b.post(f"/v1/calls/{read['call_id']}/finish", json={"result": "x"})
+        assert elsewhere.status_code in (404, 409)  # a read is finished where it was decided
+        assert on_a.post(f"/v1/calls/{read['call_id']}/finish", json={"result": "x"}).status_code == 200
+        traces = on_b.get("/v1/sessions/cc/traces").json()
+    pay = next(t for t in traces if t.get("tool") == "pay")
+    assert pay["outcome"]["status"] == "ok" and pay["tx"]

@@ -15,6 +15,7 @@ from corral.errors import (
     ApprovalDenied,
     ApprovalPending,
     Blocked,
+    CallNotOpen,
     ConfigError,
     GovernanceError,
     PhaseError,
@@ -59,7 +60,9 @@ def check(service: Service, principal: Principal, agent_name: str, session_id: s
         session = service.sessions.get(gov, session_id, record)
     agent.ensure_tool(tool, effect)
     try:
-        handle = session.begin_call(tool, args)
+        # a write is durable anyway: its open call is filed in the same batch, so any server may finish it;
+        # a read stays group-committed (the hot path) and is finished on the server that decided it
+        handle = session.begin_call(tool, args, durable=session.effect_of(tool, args) not in (None, "read"))
     except (ApprovalPending, Blocked, ApprovalDenied, PhaseError) as exc:
         return _refusal(exc)
     except ConfigError as exc:
@@ -78,22 +81,44 @@ def finish(service: Service, principal: Principal, call_id: str, result: Any, er
     failed call is a failed step: the transaction rolls back (§7) and the answer says how it ended."""
     found = service.calls.peek(call_id)
     if found is None:
-        record = service.store.find_record(call_id)
-        if record is None or not principal.sees(record.get("principal")):
-            raise NotFound(f"no call {call_id!r} waits to be finished")
-        raise Conflict(f"call {call_id} is not waiting to be finished here: it was refused, finished already, "
-                       "or decided by another server")
+        return _finish_elsewhere(service, principal, call_id, result, error, cost)
     handle, owner = found
     if owner != principal.key and not principal.has("admin"):
         raise NotFound(f"no call {call_id!r} waits to be finished")
     handle = service.calls.take(call_id)
     if handle is None:
         raise Conflict(f"call {call_id} was finished meanwhile")
-    if error is not None:
-        try:
-            handle.finish(error=error)
-        except TransactionFailed as failed:
-            return {"call_id": call_id, "status": "error", "transaction": failed.tx.state if failed.tx else None}
-        return {"call_id": call_id, "status": "error"}
-    handle.finish(result=result, cost=Decimal(str(cost)) if cost is not None else None)
+    try:
+        if error is not None:
+            try:
+                handle.finish(error=error)
+            except TransactionFailed as failed:
+                return {"call_id": call_id, "status": "error",
+                        "transaction": failed.tx.state if failed.tx else None}
+            return {"call_id": call_id, "status": "error"}
+        handle.finish(result=result, cost=Decimal(str(cost)) if cost is not None else None)
+    except CallNotOpen:
+        raise Conflict(f"call {call_id} was finished already (by another server)") from None
     return {"call_id": call_id, "status": "ok"}
+
+
+def _finish_elsewhere(service: Service, principal: Principal, call_id: str, result: Any, error: str | None,
+                      cost: float | None) -> dict[str, Any]:
+    """A call this server did not decide (another server did, or this one before a restart): finished by
+    its id through the kernel, exactly once — for calls begun durably (every write)."""
+    record = service.store.find_record(call_id)
+    if record is None or not principal.sees(record.get("principal")):
+        raise NotFound(f"no call {call_id!r} waits to be finished")
+    if not (principal.owns(record.get("principal")) or principal.has("admin")):
+        raise NotFound(f"no call {call_id!r} waits to be finished")
+    agent = service.agents.get(record.get("agent") or "")
+    if agent is None:
+        raise Conflict(f"call {call_id} belongs to agent {record.get('agent')!r}, which this server does not serve")
+    try:
+        detached = agent.governor.resume_call(call_id)
+        detached.finish(result=result, error=error, cost=Decimal(str(cost)) if cost is not None else None)
+    except CallNotOpen:
+        raise Conflict(f"call {call_id} is not waiting to be finished: it was refused, finished already, or is "
+                       "a read decided by another server (reads are finished where they were decided)") from None
+    service.sessions.forget(record.get("session") or "")
+    return {"call_id": call_id, "status": "error" if error is not None else "ok"}
