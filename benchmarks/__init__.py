@@ -9,6 +9,7 @@ one ``@case`` each; see ``benchmarks.registry``.
 from __future__ import annotations
 
 from benchmarks import cases as _cases  # noqa: F401  (registers the rows)
+from benchmarks import console as _console  # noqa: F401
 from benchmarks import durable as _durable  # noqa: F401
 from benchmarks import enforcement as _enforcement  # noqa: F401
 from benchmarks import harness as _harness  # noqa: F401

@@ -161,8 +161,8 @@ def test_a_version_3_database_gets_its_sessions_summaries_at_version_4(durable_b
            ' "harness": {"stop_reason": "awaiting_approval"}}')
     durable_backend.sql("INSERT INTO sessions (id, agent, doc) VALUES (?, ?, ?)", ("old", "desk", doc))
     durable_backend.sql("INSERT INTO sessions (id, agent, doc) VALUES (?, ?, ?)", ("broken", "desk", "{not json"))
-    store = durable_backend.open()  # migrates to 4: the damaged row does not stop it
-    assert store.schema_version() == 4
+    store = durable_backend.open()  # migrates to the newest version: the damaged row does not stop it
+    assert store.schema_version() == mig.CURRENT_VERSION
     assert store.query_sessions(principal="alice") == [
         {"id": "old", "agent": "desk", "principal": "alice", "phase": "decide", "status": None,
          "stop_reason": "awaiting_approval", "created": "2026-11-24T09:00:00Z", "updated": None}]

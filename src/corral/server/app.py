@@ -2,6 +2,7 @@
 
 ``create_app(service)`` builds it around a running ``Service``; ``app_from_environment()`` is the factory
 uvicorn's workers call (``corral serve`` hands them the agent files and store through the environment).
+The console (``console.install``) shares the app: its pages at ``/``, the API under ``/v1``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.errors import StoreError
+from corral.server import console
 from corral.server.errors import ApiError, BadRequest, NotFound, Unavailable, Unprocessable
 from corral.server.limits import MAX_BODY, BodyTooLarge, Limits, too_large
 from corral.server.routes import agents, approvals, audit, calls, health, policy, sessions, traces
@@ -70,6 +72,7 @@ def create_app(service: Service, *, max_body: int = MAX_BODY, manage: bool = Tru
         try:
             yield
         finally:
+            app.state.console_hub.detach()
             if manage:
                 service.close()
 
@@ -81,31 +84,39 @@ def create_app(service: Service, *, max_body: int = MAX_BODY, manage: bool = Tru
     for module in (health, agents, sessions, traces, approvals, calls, audit, policy):
         app.include_router(module.router)
 
+    console.install(app, service)
+
+    def answer(request: Request, error: ApiError) -> Response:
+        """The one place an error becomes an answer: JSON for the API, a page for the console."""
+        if console.is_console(request):
+            return console.error_page(request, error.status, error.message)
+        return _error(error)
+
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(_validation(exc))
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, _validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc.__cause__, BodyTooLarge):
-            return _error(too_large(max_body))
+            return answer(request, too_large(max_body))
         if exc.status_code == 404:
-            return _error(NotFound(f"no route {request.method} {request.url.path}"))
+            return answer(request, NotFound(f"no route {request.method} {request.url.path}"))
         if exc.status_code == 405:
-            return _error(ApiError(f"{request.method} is not allowed on {request.url.path}",
-                                   code="method_not_allowed").with_status(405))
+            return answer(request, ApiError(f"{request.method} is not allowed on {request.url.path}",
+                                            code="method_not_allowed").with_status(405))
         if exc.status_code == 400:
-            return _error(BadRequest(str(exc.detail)))
-        return _error(ApiError(str(exc.detail), code="http_error").with_status(exc.status_code))
+            return answer(request, BadRequest(str(exc.detail)))
+        return answer(request, ApiError(str(exc.detail), code="http_error").with_status(exc.status_code))
 
     @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+    async def store_error(request: Request, exc: StoreError) -> Response:
         log.error("corral serve: store error on %s %s: %s", request.method, request.url.path, exc)
-        return _error(Unavailable(f"the store did not answer; nothing was decided: {exc}"))
+        return answer(request, Unavailable(f"the store did not answer; nothing was decided: {exc}"))
 
     app.add_middleware(Limits, max_body=max_body)
     return app

@@ -9,8 +9,9 @@ Roles: ``user`` (runs their own sessions), ``approver`` (decides other principal
 ``auditor`` (reads every session, trace and the audit; changes nothing), ``admin`` (everything).
 A principal's roles are the roles of the sessions it starts, so rules see them as ``principal.role``.
 
-The API and the console both ask ``authenticate(store, token)``; the console takes the token from its
-cookie, the API from ``Authorization: Bearer``.
+The API asks ``authenticate(store, token)`` with the token from ``Authorization: Bearer``; the console
+asks it once, when a person signs in with their token, and from then on ``authenticate_digest`` with the
+token's digest its sign-in kept — the same check, so a revoked token fails the console at once too.
 """
 
 from __future__ import annotations
@@ -160,7 +161,19 @@ def authenticate(store: Any, token: str | None) -> Principal:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise AuthenticationError("the API token is malformed (tokens start with 'corral_')")
     digest = token_digest(token)
-    record = store.principal_by_token(digest)
+    return _holder(store.principal_by_token(digest), digest)
+
+
+def authenticate_digest(store: Any, key: str, token_sha256: str) -> Principal:
+    """The principal ``key`` if its token is still the one whose digest is ``token_sha256`` and is not
+    revoked — the same check as ``authenticate``, for a caller that kept only the digest (a console
+    sign-in); ``AuthenticationError`` otherwise, so a revocation signs the browser out at once."""
+    return _holder(store.get_principal(key), token_sha256)
+
+
+def _holder(record: dict[str, Any] | None, digest: str) -> Principal:
+    """The one judgement of a principal record against a token digest: the record exists, its token is
+    that one (compared in constant time), and it is not revoked."""
     if record is None or not hmac.compare_digest(str(record.get("token_sha256", "")), digest):
         raise AuthenticationError("the API token is not valid")
     if record.get("revoked"):
@@ -183,6 +196,7 @@ __all__ = [
     "Principal",
     "add_principal",
     "authenticate",
+    "authenticate_digest",
     "has_principals",
     "list_principals",
     "normalise_name",

@@ -92,6 +92,8 @@ class SessionCreated(Answer):
 
 
 SessionStatus = Literal["new", "running", "interrupted", "awaiting_approval", "awaiting_client", "idle"]
+StopReason = Literal["end_turn", "max_iterations", "timeout", "budget_stop", "awaiting_approval", "awaiting_client",
+                     "error"]
 
 
 class SessionSummary(Answer):

@@ -64,6 +64,7 @@ def list_sessions(
     status: str | None = None,
     after: str | None = None,
     limit: int = PAGE_DEFAULT,
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """A page of the sessions ``principal`` may see, newest first; ``next`` continues it."""
     from datetime import UTC, datetime
@@ -76,7 +77,8 @@ def list_sessions(
         owner = principal.name
     before = decode_cursor(after) if after else None
     stored_status = "running" if status == "interrupted" else status
-    rows = store.query_sessions(agent=agent, principal=owner, status=stored_status, before=before, limit=limit + 1)
+    rows = store.query_sessions(agent=agent, principal=owner, status=stored_status, before=before, limit=limit + 1,
+                                stop_reason=stop_reason)
     more = len(rows) > limit
     rows = rows[:limit]
     now = datetime.now(UTC)
@@ -240,7 +242,9 @@ def policy_report(store: Any, agent: Any) -> dict[str, Any]:
                         continue
                     entry["hits"] += 1
                     if entry["shadow"]:
-                        if entry["action"] == BLOCK and shadow.get("decision") == "blocked":
+                        # a matched shadow BLOCK is a would-block (deny overrides), whether or not the trace
+                        # carries the shadow verdict beside the enforced one
+                        if entry["action"] == BLOCK and shadow.get("decision", "blocked") == "blocked":
                             entry["would_block"] += 1
                     elif entry["action"] == BLOCK:
                         entry["blocks"] += 1

@@ -60,6 +60,7 @@ class MemoryStore:
         self._scopes: dict[str, list[Decimal]] = {}  # key -> [spent, reserved]
         self._principals: dict[str, dict[str, Any]] = {}  # normalised name -> record
         self._leases: dict[str, tuple[str, datetime]] = {}  # key -> (holder, expires at)
+        self._signins: dict[str, tuple[str, dict[str, Any], datetime]] = {}  # id digest -> (principal, doc, until)
         self._reservations: dict[str, tuple[tuple[str, ...], Decimal, datetime]] = {}
         self._approvals: dict[str, dict[str, Any]] = {}
         self._txs: dict[str, dict[str, Any]] = {}
@@ -446,21 +447,22 @@ class MemoryStore:
         status: str | None = None,
         before: tuple[str, str] | None = None,
         limit: int = 50,
+        stop_reason: str | None = None,
     ) -> list[dict[str, Any]]:
         """Session summaries, newest first (``created``, then ``id``), after the keyset ``before``."""
         with self._lock:
             docs = list(self._sessions.values())
         rows = []
+        wanted = {"agent": agent, "principal": principal, "status": status, "stop_reason": stop_reason}
         for doc in docs:
-            key = (doc.get("created") or "", doc["id"])
-            if ((agent is not None and doc.get("agent") != agent)
-                    or (principal is not None and doc.get("principal") != principal)
-                    or (status is not None and doc.get("status") != status)
-                    or (before is not None and not key < tuple(before))):
+            summary = session_summary(session_row(doc)[:-1])
+            key = (summary["created"] or "", summary["id"])
+            if any(value is not None and summary[field] != value for field, value in wanted.items()) or (
+                    before is not None and not key < tuple(before)):
                 continue
-            rows.append((key, doc))
+            rows.append((key, summary))
         rows.sort(key=lambda pair: pair[0], reverse=True)
-        return [session_summary(session_row(d)[:-1]) for _, d in rows[: int(limit)]]
+        return [summary for _, summary in rows[: int(limit)]]
 
     # ------------------------------------------------------------------------------- principals
 
@@ -526,6 +528,32 @@ class MemoryStore:
         with self._lock:
             found = self._leases.get(key)
         return None if found is None else {"key": key, "holder": found[0], "expires_at": found[1]}
+
+    # ---------------------------------------------------------------------------------- sign-ins
+
+    def add_signin(self, id_sha256: str, principal: str, doc: dict[str, Any], expires_at: datetime) -> None:
+        with self._lock:
+            if id_sha256 in self._signins:
+                raise StoreError(f"a sign-in with digest {id_sha256[:12]}… exists already")
+            self._signins[id_sha256] = (principal, copy.deepcopy(doc), expires_at)
+
+    def get_signin(self, id_sha256: str, now: datetime) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._signins.get(id_sha256)
+        if found is None or found[2] <= now:
+            return None
+        return {**copy.deepcopy(found[1]), "principal": found[0], "expires_at": found[2]}
+
+    def remove_signin(self, id_sha256: str) -> None:
+        with self._lock:
+            self._signins.pop(id_sha256, None)
+
+    def remove_expired_signins(self, now: datetime) -> int:
+        with self._lock:
+            gone = [k for k, v in self._signins.items() if v[2] <= now]
+            for key in gone:
+                del self._signins[key]
+        return len(gone)
 
     def close(self) -> None:
         self.flush()

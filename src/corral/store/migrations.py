@@ -40,6 +40,13 @@ Version 4 is what ``corral serve`` needs:
                   the document, and indexes for listing newest first by ``(created, id)`` (the keyset),
                   alone and after ``agent``, ``principal`` or ``status``
 
+Version 5 is what the console needs:
+
+- ``signins``     a browser signed in to the console: the SHA-256 of its random sign-in id (the cookie's
+                  value, never stored), the principal it stands for, a JSON document (the digest of the
+                  principal's token at sign-in, when) and when it runs out (microseconds, as ``leases``)
+- ``sessions``    gains an index for listing by ``stop_reason``, newest first
+
 JSON documents are TEXT on both databases, so what was written is exactly what is read back.
 """
 
@@ -214,6 +221,22 @@ _V4_POSTGRES = (
     *_SESSION_INDEXES,
 )
 
+# Version 5: the console's sign-ins (a browser holds a random id; the store keeps only its SHA-256) and
+# the listing's last filter, by stop reason.
+_V5_SQLITE = (
+    "CREATE TABLE signins (id_sha256 TEXT PRIMARY KEY, principal TEXT NOT NULL, doc TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL)",
+    "CREATE INDEX signins_expiry ON signins (expires_at)",
+    "CREATE INDEX sessions_stop_reason_newest ON sessions (stop_reason, created, id)",
+)
+
+_V5_POSTGRES = (
+    "CREATE TABLE signins (id_sha256 TEXT PRIMARY KEY, principal TEXT NOT NULL, doc TEXT NOT NULL,"
+    " expires_at BIGINT NOT NULL)",
+    "CREATE INDEX signins_expiry ON signins (expires_at)",
+    "CREATE INDEX sessions_stop_reason_newest ON sessions (stop_reason, created, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
               _V1_SQLITE, _V1_POSTGRES),
@@ -223,6 +246,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _V3_SQLITE, _V3_POSTGRES),
     Migration(4, "corral serve: principals (hashed tokens), session leases, session listing indexes",
               _V4_SQLITE, _V4_POSTGRES),
+    Migration(5, "the console: sign-ins (hashed ids, expiring), session listing by stop reason",
+              _V5_SQLITE, _V5_POSTGRES),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

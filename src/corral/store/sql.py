@@ -130,10 +130,11 @@ def session_summary(row: Sequence[Any]) -> dict[str, Any]:
 
 
 def session_query(*, agent: str | None, principal: str | None, status: str | None,
-                  before: tuple[str, str] | None, limit: int) -> tuple[str, list[Any]]:
+                  before: tuple[str, str] | None, limit: int, stop_reason: str | None = None) -> tuple[str, list[Any]]:
     """The listing's SQL (newest first, keyset ``before``, never OFFSET) and its parameters."""
     where, args = [], []
-    for column, value in (("agent", agent), ("principal", principal), ("status", status)):
+    for column, value in (("agent", agent), ("principal", principal), ("status", status),
+                          ("stop_reason", stop_reason)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)
@@ -622,9 +623,11 @@ class SQLStore:
         status: str | None = None,
         before: tuple[str, str] | None = None,
         limit: int = 50,
+        stop_reason: str | None = None,
     ) -> list[dict[str, Any]]:
         """Session summaries, newest first (``created``, then ``id``), after the keyset ``before``."""
-        sql, args = session_query(agent=agent, principal=principal, status=status, before=before, limit=limit)
+        sql, args = session_query(agent=agent, principal=principal, status=status, before=before, limit=limit,
+                                  stop_reason=stop_reason)
         return [session_summary(row) for row in self._all("query_sessions", sql, args)]
 
     # ------------------------------------------------------------------------------- principals
@@ -686,3 +689,26 @@ class SQLStore:
     def get_lease(self, key: str) -> dict[str, Any] | None:
         row = self._one("get_lease", "SELECT holder, expires_at FROM leases WHERE key = ?", (key,))
         return None if row is None else {"key": key, "holder": row[0], "expires_at": from_micros(row[1])}
+
+    # ---------------------------------------------------------------------------------- sign-ins
+
+    def add_signin(self, id_sha256: str, principal: str, doc: dict[str, Any], expires_at: datetime) -> None:
+        """Keep a console sign-in: the digest of its id (never the id), whose it is, until when."""
+        self._execute("add_signin", "INSERT INTO signins (id_sha256, principal, doc, expires_at) VALUES (?, ?, ?, ?)",
+                      (id_sha256, principal, encode_doc(doc), to_micros(expires_at)))
+
+    def get_signin(self, id_sha256: str, now: datetime) -> dict[str, Any] | None:
+        """The sign-in with this digest, unless it has run out by ``now``."""
+        row = self._one("get_signin", "SELECT principal, doc, expires_at FROM signins WHERE id_sha256 = ?"
+                        " AND expires_at > ?", (id_sha256, to_micros(now)))
+        if row is None:
+            return None
+        return {**decode_doc("signins", id_sha256, row[1]), "principal": row[0], "expires_at": from_micros(row[2])}
+
+    def remove_signin(self, id_sha256: str) -> None:
+        self._execute("remove_signin", "DELETE FROM signins WHERE id_sha256 = ?", (id_sha256,))
+
+    def remove_expired_signins(self, now: datetime) -> int:
+        statement = self._sql("DELETE FROM signins WHERE expires_at <= ?")
+        return self._run("remove_expired_signins", lambda conn: conn.execute(statement, (to_micros(now),)).rowcount,
+                         transaction=False)

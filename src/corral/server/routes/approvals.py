@@ -27,8 +27,11 @@ def list_approvals(service: ServiceDep, principal: Caller, status: Annotated[Sta
     return queries.list_approvals(service.store, principal, None if status == "all" else status)
 
 
-def _decide(service: ServiceDep, principal: Principal, approval_id: str, reason: str | None, *,
-            approved: bool) -> ApprovalDecided:
+def decide(service: ServiceDep, principal: Principal, approval_id: str, reason: str | None, *,
+           approved: bool) -> ApprovalDecided:
+    """Approve or deny a pending request as ``principal``: the API and the console both decide here."""
+    if not principal.has(APPROVER):
+        raise Forbidden(f"{principal.name} needs the role approver (or admin) to decide approval requests")
     found = queries.visible_approval(service.store, principal, approval_id)
     if principal.owns(found.get("principal")):
         raise Forbidden(f"{principal.name} cannot decide their own request {approval_id}: "
@@ -51,11 +54,11 @@ def _decide(service: ServiceDep, principal: Principal, approval_id: str, reason:
              responses=errors(401, 403, 404, 409))
 def approve(approval_id: ApprovalId, service: ServiceDep, principal: Annotated[Principal, Depends(role(APPROVER))],
             body: ApprovalDecide | None = None) -> ApprovalDecided:
-    return _decide(service, principal, approval_id, body.reason if body else None, approved=True)
+    return decide(service, principal, approval_id, body.reason if body else None, approved=True)
 
 
 @router.post("/v1/approvals/{approval_id}/deny", response_model=ApprovalDecided,
              responses=errors(401, 403, 404, 409))
 def deny(approval_id: ApprovalId, service: ServiceDep, principal: Annotated[Principal, Depends(role(APPROVER))],
          body: ApprovalDecide | None = None) -> ApprovalDecided:
-    return _decide(service, principal, approval_id, body.reason if body else None, approved=False)
+    return decide(service, principal, approval_id, body.reason if body else None, approved=False)

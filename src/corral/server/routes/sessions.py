@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from corral.errors import GovernanceError
 from corral.server import queries
 from corral.server.deps import Caller, ServiceDep, role
-from corral.server.errors import Conflict
+from corral.server.errors import Conflict, Forbidden
 from corral.server.identity import USER, Principal
 from corral.server.models import (
     ID_MAX,
@@ -34,6 +34,7 @@ from corral.server.models import (
     SessionPage,
     SessionStatus,
     SessionView,
+    StopReason,
     Trace,
 )
 from corral.server.routes import errors
@@ -53,7 +54,14 @@ _STREAMS = {200: {"model": RunAnswer, "description": "The run's answer, as `corr
 @router.post("/v1/sessions", status_code=201, response_model=SessionCreated, responses=errors(401, 403, 404, 409))
 def create_session(body: SessionCreate, service: ServiceDep,
                    principal: Annotated[Principal, Depends(role(USER))]) -> dict:
-    agent = service.runnable(body.agent)
+    return new_session(service, principal, body.agent)
+
+
+def new_session(service: Service, principal: Principal, agent_name: str) -> dict[str, Any]:
+    """A new session of a served agent for ``principal`` (the API and the console start them here)."""
+    if not principal.has(USER):
+        raise Forbidden(f"{principal.name} needs the role user (or admin) to start a session")
+    agent = service.runnable(agent_name)
     session = agent.governor.session(principal.name, principal.roles)
     service.set_status(session.id, "new")
     return {"id": session.id, "agent": agent.name, "principal": principal.name, "phase": session.phase,
@@ -69,9 +77,10 @@ def list_sessions(
     status: Annotated[SessionStatus | None, Query()] = None,
     after: Annotated[str | None, Query(max_length=1_000, description="The `next` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.PAGE_MAX)] = queries.PAGE_DEFAULT,
+    stop_reason: Annotated[StopReason | None, Query()] = None,
 ) -> dict:
     return queries.list_sessions(service.store, principal, agent=agent, owner=owner, status=status, after=after,
-                                 limit=limit)
+                                 limit=limit, stop_reason=stop_reason)
 
 
 @router.get("/v1/sessions/{session_id}", response_model=SessionView, responses=errors(401, 404))
@@ -86,7 +95,9 @@ def session_traces(session_id: SessionId, service: ServiceDep, principal: Caller
     return queries.session_traces(service.store, principal, session_id)
 
 
-def _start(service: Service, principal: Principal, session_id: str, prompt: str | None) -> Run:
+def start_run(service: Service, principal: Principal, session_id: str, prompt: str | None) -> Run:
+    """Run ``principal``'s session on ``prompt`` (None: resume its paused calls); the API and the console
+    start runs here."""
     record = queries.changeable_session(service.store, principal, session_id)
     agent = service.runnable(record.get("agent"))
     return service.run(agent, session_id, prompt)
@@ -119,7 +130,7 @@ async def _events(run: Run) -> AsyncIterator[bytes]:
 async def send_message(session_id: SessionId, body: MessageCreate, request: Request, service: ServiceDep,
                        principal: Caller) -> Any:
     """Run the agent on the message until it stops (409 while the session runs elsewhere)."""
-    run = await run_in_threadpool(_start, service, principal, session_id, body.text)
+    run = await run_in_threadpool(start_run, service, principal, session_id, body.text)
     return await _answer(request, run)
 
 
@@ -127,7 +138,7 @@ async def send_message(session_id: SessionId, body: MessageCreate, request: Requ
 async def resume(session_id: SessionId, request: Request, service: ServiceDep, principal: Caller) -> Any:
     """Re-submit the call(s) the session paused on — an approved call runs once, a denied one goes back to
     the model as a refusal — and carry on, as ``corral run --session ID`` does."""
-    run = await run_in_threadpool(_start, service, principal, session_id, None)
+    run = await run_in_threadpool(start_run, service, principal, session_id, None)
     return await _answer(request, run)
 
 
