@@ -16,6 +16,9 @@ from corral.server.leases import DEFAULT_TTL
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8421
+#: Seconds a stopping server waits for open connections — a console page's live stream never ends on its
+#: own — before it closes them; runs go on to their end regardless (``Service.close`` waits for them).
+GRACE = 5
 
 
 @dataclass
@@ -73,9 +76,10 @@ def serve(options: ServeOptions) -> int:
         service.close()
         print(text, file=options.out, flush=True)
         uvicorn.run("corral.server.app:app_from_environment", factory=True, host=options.host, port=options.port,
-                    workers=options.workers, log_level=options.log_level, access_log=False)
+                    workers=options.workers, log_level=options.log_level, access_log=False,
+                    timeout_graceful_shutdown=GRACE)
         return 0
     print(text, file=options.out, flush=True)
     uvicorn.run(create_app(service), host=options.host, port=options.port, log_level=options.log_level,
-                access_log=False)
+                access_log=False, timeout_graceful_shutdown=GRACE)
     return 0

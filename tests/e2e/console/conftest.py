@@ -11,7 +11,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,18 @@ class Console:
     team: Team
     store_url: str
     work: Path
+    contexts: list[Any] = field(default_factory=list)
+
+    def context(self, browser: Any, viewport: dict[str, int] = DESKTOP) -> Any:
+        """A browser context (not signed in), closed when the test ends."""
+        made = browser.new_context(viewport=viewport)
+        self.contexts.append(made)
+        return made
+
+    def close_contexts(self) -> None:
+        for context in self.contexts:
+            context.close()
+        self.contexts.clear()
 
     @property
     def url(self) -> str:
@@ -81,7 +93,7 @@ class Console:
         return session, pending[0]["id"]
 
 
-def _console(serve: Callable[..., Server], sqlite_url: str, work: Path, env: dict[str, str]) -> Console:
+def _console(serve: Callable[..., Server], sqlite_url: str, work: Path, env: dict[str, str]) -> Iterator[Console]:
     team = Team(sqlite_url)
     team.add("alice", "user")
     team.add("erin", "user")
@@ -89,23 +101,29 @@ def _console(serve: Callable[..., Server], sqlite_url: str, work: Path, env: dic
     team.add("carol", "auditor")
     team.add("dana", "admin")
     server = serve(sqlite_url, str(AGENTS / "desk.yaml"), env=env)
-    return Console(server, team, sqlite_url, work)
+    console = Console(server, team, sqlite_url, work)
+    yield console
+    console.close_contexts()  # the pages' live streams end before the server stops
 
 
 @pytest.fixture
-def console(serve: Callable[..., Server], sqlite_url: str, work: Path) -> Console:
-    return _console(serve, sqlite_url, work, {})
+def console(serve: Callable[..., Server], sqlite_url: str, work: Path) -> Iterator[Console]:
+    yield from _console(serve, sqlite_url, work, {})
 
 
 @pytest.fixture
-def slow_console(serve: Callable[..., Server], sqlite_url: str, work: Path) -> Console:
-    """The same, with a lookup that takes two seconds: long enough to watch the run while it goes."""
-    return _console(serve, sqlite_url, work, {"CORRAL_TEST_LOOKUP_SECONDS": "2"})
+def slow_console(serve: Callable[..., Server], sqlite_url: str, work: Path) -> Iterator[Console]:
+    """The same, with a lookup that waits for the file ``work/lookup-gate`` and then takes two seconds: a
+    page opens before the run goes on, and has time to watch it."""
+    yield from _console(serve, sqlite_url, work, {"CORRAL_TEST_LOOKUP_GATE": str(work / "lookup-gate"),
+                                                  "CORRAL_TEST_LOOKUP_SECONDS": "2"})
 
 
 def sign_in(browser: Any, console: Console, name: str, viewport: dict[str, int] = DESKTOP) -> Any:
-    """A fresh browser context signed in as ``name``; returns its page (on the sessions page)."""
+    """A fresh browser context signed in as ``name``; returns its page (on the sessions page). The
+    context is closed when the test ends, before its server stops."""
     context = browser.new_context(viewport=viewport)
+    console.contexts.append(context)
     page = context.new_page()
     page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message!r} (a script ran)"))
     page.goto(console.url + "/login")

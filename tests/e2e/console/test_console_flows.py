@@ -27,7 +27,7 @@ def calls(page: Any, tool: str, where: str = "#timeline") -> Any:
 
 def test_sign_in_lands_on_the_sessions_and_sign_out_ends_it(browser: Any, console: Console,
                                                              screenshots: Path) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = console.context(browser)
     page = context.new_page()
     page.goto(console.url + "/approvals")
     assert page.url.startswith(console.url + "/login?next=/approvals")  # a page that needs sign-in sends you here
@@ -50,7 +50,6 @@ def test_sign_in_lands_on_the_sessions_and_sign_out_ends_it(browser: Any, consol
     assert "signed out" in page.inner_text("main")
     page.goto(console.url + "/")
     assert page.url.startswith(console.url + "/login")  # the sign-in is gone on the server, not only the cookie
-    context.close()
 
 
 def test_start_a_session_see_it_live_and_the_blocked_call_explained(browser: Any, slow_console: Console,
@@ -64,7 +63,8 @@ def test_start_a_session_see_it_live_and_the_blocked_call_explained(browser: Any
     page.wait_for_url(console.url + "/sessions/*")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     assert page.inner_text("#summary .status") == "running"
-    # the lookup takes two seconds: the blocked wipe call arrives while we watch, without a reload
+    assert calls(page, "wipe").count() == 0 and calls(page, "wipe", "#live").count() == 0
+    (console.work / "lookup-gate").touch()  # the run goes on: the blocked wipe arrives while we watch
     page.wait_for_function("""() => [...document.querySelectorAll('#live li.call')].some(li =>
         li.querySelector('code.tool').textContent === 'wipe' && li.querySelector('.badge').textContent === 'blocked')""",
                            timeout=WAIT)

@@ -34,7 +34,7 @@ def test_no_page_scrolls_sideways(browser: Any, console: Console, screenshots: P
                 pages[who] = sign_in(browser, console, who, viewport)
             page = pages[who]
         else:
-            page = browser.new_context(viewport=viewport).new_page()
+            page = console.context(browser, viewport).new_page()
         page.goto(console.url + path)
         for summary in page.locator("details summary").all():  # open everything: the widest the page gets
             summary.click()
@@ -61,12 +61,11 @@ def test_keyboard_reaches_every_control_with_visible_focus(browser: Any, console
                 page.keyboard.press("Enter")  # open it by keyboard: what is inside is reachable next
         missing = wanted - reached
         assert not missing, f"{name}: the keyboard never reaches {sorted(missing)}"
-        page.context.close()
 
 
 def test_a_person_can_approve_by_keyboard_alone(browser: Any, console: Console) -> None:
     session, approval = console.run_to_approval("alice")
-    context = browser.new_context(viewport=DESKTOP)
+    context = console.context(browser)
     page = context.new_page()
     page.goto(console.url + "/approvals")
     page.keyboard.press("Tab")  # the skip link
@@ -89,4 +88,3 @@ def test_a_person_can_approve_by_keyboard_alone(browser: Any, console: Console) 
     page.keyboard.press("Enter")
     page.wait_for_url(console.url + "/approvals?*")
     assert "approved" in page.inner_text(".notice")
-    context.close()

@@ -118,3 +118,10 @@ def test_after_signing_in_the_browser_goes_only_to_this_console(console, browse)
         csrf = browser.csrf("/login")
         answer = browser.post("/login", {"token": console.token("alice"), "csrf": csrf, "next": target})
         assert answer.headers["location"] == "/", target
+
+
+def test_the_sign_in_page_shows_only_the_consoles_own_words(console, browse) -> None:
+    browser = browse()
+    assert "signed out: the API token" in browser.get("/login?why=signed out: the API token was revoked").text
+    planted = browser.get("/login?why=Your account is locked, mail your token to help@evil.example").text
+    assert "evil.example" not in planted

@@ -25,6 +25,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from corral.governance.events import CallDecided, CallFinished, CallRefused
+from corral.server import queries
+from corral.server.console.pages import explain
+from corral.server.console.render import ENV, secure
+from corral.server.console.signin import SignInRequired, still_signed_in, viewer
+from corral.server.console.views import CALL_KINDS, Item
 
 TICK = 2.0
 LIFETIME = 300.0
@@ -175,12 +180,6 @@ router = APIRouter(include_in_schema=False)
 async def live(request: Request, session_id: str, after: str = "", status: str = "") -> Response:
     """The session page's event stream: ``call`` (a call's HTML, by trace id), ``text`` (the model's
     words), ``status`` and ``done`` (the page refreshes its parts), ``signed_out``."""
-    from corral.server import queries
-    from corral.server.console.pages import explain
-    from corral.server.console.render import ENV, secure
-    from corral.server.console.signin import SignInRequired, still_signed_in, viewer
-    from corral.server.console.views import CALL_KINDS, Item
-
     service = request.app.state.service
     store = service.store
     try:

@@ -67,9 +67,17 @@ def login(request: Request, next: str | None = None, why: str | None = None) -> 
     except SignInRequired:
         pass
     token = login_form_token(request)
-    response = page(request, "login.html", {"next": safe_next(next), "why": (why or "")[:200], "login_csrf": token})
+    response = page(request, "login.html", {"next": safe_next(next), "why": _known(why), "login_csrf": token})
     keep_login_form_token(request, response, token)
     return response
+
+
+def _known(why: str | None) -> str:
+    """The console's own words about a sign-in that ended; any other text in the URL is not shown, so a
+    link cannot put words of its choosing on the sign-in page."""
+    if why and why.startswith(("signed out", "your sign-in")):
+        return why[:300]
+    return ""
 
 
 def safe_next(value: str | None) -> str:
