@@ -22,9 +22,9 @@
     if (none) { none.remove(); }
   }
 
-  var refreshing = false;
+  var refreshing = false, again = false;
   function refresh() {
-    if (refreshing) { return; }
+    if (refreshing) { again = true; return; }  // once this one is done: what changed meanwhile
     refreshing = true;
     fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (answer) {
@@ -49,11 +49,14 @@
           now.replaceWith(document.importNode(next, true));
         });
         document.getElementById("live").replaceChildren();
-        var again = page.getElementById("session");
-        if (again) { root.setAttribute("data-live", again.getAttribute("data-live")); }
+        var renewed = page.getElementById("session");
+        if (renewed) { root.setAttribute("data-live", renewed.getAttribute("data-live")); }
       })
       .catch(function () { /* the next event or the next tick tries again */ })
-      .finally(function () { refreshing = false; });
+      .finally(function () {
+        refreshing = false;
+        if (again) { again = false; refresh(); }
+      });
   }
 
   source.addEventListener("call", function (e) { var d = JSON.parse(e.data); place(d.id, d.html); });
