@@ -14,6 +14,7 @@ from benchmarks import durable as _durable  # noqa: F401
 from benchmarks import enforcement as _enforcement  # noqa: F401
 from benchmarks import harness as _harness  # noqa: F401
 from benchmarks import parity as _parity  # noqa: F401
+from benchmarks import policy as _policy  # noqa: F401
 from benchmarks import report
 from benchmarks import server as _server  # noqa: F401
 from benchmarks.registry import MODES, REGISTRY, Case, Mode, Report, Row, Run, Skip, Target, Versus, case, run

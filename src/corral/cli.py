@@ -27,6 +27,7 @@ Examples:
   corral rules check policy.rules --json           diagnostics as JSON
   corral rules test policy.rules policy.tests.yaml  run a policy's test cases
   corral rules export policy.rules --to cedar      the policy in Cedar
+  corral rules replay new.rules --agent agent.yaml what new rules would change
 
 Run "corral COMMAND --help" for a command's options and examples.
 """
@@ -159,7 +160,7 @@ def _add_commands() -> None:
                     store.approvals, store.sessions, store.audit, store.why, mcp.mcp_proxy, hook.hook, serve.serve,
                     serve.principals):
         main.add_command(command)
-    for command in (rules_commands.test, rules_commands.export, rules_commands.import_):
+    for command in (rules_commands.test, rules_commands.export, rules_commands.import_, rules_commands.replay):
         rules.add_command(command)
 
 

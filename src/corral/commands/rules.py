@@ -224,3 +224,122 @@ def import_(file: str) -> None:
     except CedarImportError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+
+
+# -- replay ------------------------------------------------------------------------------------------------
+
+_REPLAY_EPILOG = """\b
+Examples:
+  corral rules replay new.rules --agent agent.yaml                 what would flip, as a table
+  corral rules replay new.rules --agent agent.yaml --since 7d      the last week's calls only
+  corral rules replay new.rules --agent agent.yaml --session 01J…  one session
+  corral rules replay new.rules --agent agent.yaml --json | jq '.changes'
+  corral rules replay new.rules --agent agent.yaml --fail-on-flip  in CI: exit 1 if any call flips
+
+\b
+Every stored call is re-decided on the rule inputs its trace recorded; only the rules change (a
+call refused for its phase, its budget or a fault stays refused). --json prints one object:
+{"replayed", "skipped", "changes": {"allowed->blocked": n, …}, "flips": [{"trace", "session",
+"tool", "old", "new", "rule"}]}; why calls were skipped (traces written before inputs were
+recorded, corrupt rows) goes to stderr. Decisions: allowed, flagged, approval, blocked.
+
+\b
+Exit status:
+  0  replayed (with --fail-on-flip: and nothing would flip)
+  1  --fail-on-flip and a call would flip
+  2  a rules file or the agent file is wrong, a bad --since, or the store cannot be read
+"""
+
+
+@click.command("replay", epilog=_REPLAY_EPILOG)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="NEW.rules...")
+@click.option("--agent", "agent_file", type=click.Path(dir_okay=False), metavar="AGENT.yaml",
+              help="The agent whose calls to replay; its store: unless --store.")
+@click.option("--store", "store_url", metavar="URL", help="The store to read (default: the agent file's).")
+@click.option("--since", metavar="WHEN", help="Only calls decided since: 7d, 12h, 30m, 2w or a date.")
+@click.option("--session", "session_id", metavar="ID", help="Only this session's calls.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see below).")
+@click.option("--fail-on-flip", is_flag=True, help="Exit 1 if any call would be decided differently.")
+@click.option("--limit", default=50, show_default=True, help="Flips listed in the table (--json lists all).")
+def replay(files: tuple[str, ...], agent_file: str | None, store_url: str | None, since: str | None,
+           session_id: str | None, as_json: bool, fail_on_flip: bool, limit: int) -> None:
+    """Re-decide the stored calls under NEW.rules and show every call that would flip."""
+    from corral.errors import GovernanceError, RuleSyntaxError
+    from corral.governance.rules import Policy
+    from corral.governance.rules.replay import parse_since
+    from corral.governance.rules.replay import replay as run_replay
+    from corral.store import open_store
+
+    agent = None
+    if agent_file is not None:
+        from corral.harness.config import load_agent
+
+        try:
+            config = load_agent(agent_file, check=False)
+        except GovernanceError as error:
+            _fail(str(error))
+        agent = config.name
+        store_url = store_url or config.store
+    if store_url is None:
+        _fail("say whose calls to replay: --agent AGENT.yaml (its store and its name) or --store URL")
+    try:
+        policy = Policy.from_sources([(_read(path), path) for path in files])
+        start = parse_since(since) if since else None
+        store = open_store(store_url)
+    except (RuleSyntaxError, ValueError, GovernanceError) as error:
+        _fail(str(error))
+    try:
+        report = run_replay(store, policy, agent=agent, since=start, session=session_id)
+    except GovernanceError as error:
+        _fail(f"reading {store_url}: {error}")
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        for reason, count in sorted(report.skipped.items()):
+            click.echo(f"skipped {count}: {reason}", err=True)
+        for problem in report.problems:
+            click.echo(problem, err=True)
+    else:
+        _render_replay(report, files, limit)
+    if fail_on_flip and report.flips:
+        sys.exit(1)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _render_replay(report: Any, files: tuple[str, ...], limit: int) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"old → new under {', '.join(files)}", title_justify="left", box=None, header_style="bold")
+    for name in ("old", "new", "calls"):
+        table.add_column(name, justify="right" if name == "calls" else "left")
+    for (old, new), count in sorted(report.table.items(), key=lambda item: (item[0][0] == item[0][1], item[0])):
+        style = "" if old == new else "red bold"
+        table.add_row(old, new, str(count), style=style)
+    console.print(table)
+    if report.flips:
+        flips = Table(title=f"calls that would flip ({len(report.flips)})", title_justify="left", box=None,
+                      header_style="bold")
+        for name in ("trace", "session", "tool", "old → new", "rule", "why"):
+            flips.add_column(name, overflow="fold")
+        for flip in report.flips[:limit]:
+            flips.add_row(flip.trace, flip.session, _escape(flip.tool), f"{flip.old} → {flip.new}",
+                          _escape(flip.rule or "-"), _escape(flip.reason))
+        console.print()
+        console.print(flips)
+        if len(report.flips) > limit:
+            console.print(f"… and {len(report.flips) - limit} more (--limit, or --json for all)")
+    if report.skipped:
+        console.print("\n[yellow]Skipped[/]:")
+        for reason, count in sorted(report.skipped.items()):
+            console.print(f"  {count}  {_escape(reason)}")
+        for problem in report.problems[:limit]:
+            console.print(f"    {_escape(problem)}")
+    skipped = sum(report.skipped.values())
+    console.print(f"\n{report.replayed} call{'s' if report.replayed != 1 else ''} replayed, {skipped} skipped, "
+                  f"{len(report.flips)} would flip")

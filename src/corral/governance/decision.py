@@ -19,6 +19,7 @@ from corral.governance.effects import READ
 from corral.governance.phases import COMMIT, phase_allows
 from corral.governance.plans import Plan
 from corral.governance.rules import decide as decide_rules
+from corral.governance.rules import shadow_verdict
 
 ALLOWED = "allowed"
 FLAGGED = "flagged"
@@ -36,12 +37,14 @@ class Facts:
         "call_log",
         "cost",
         "effect",
+        "labels",
         "now",
         "phase",
         "principal",
         "remaining",
         "roles",
         "spent",
+        "tags",
         "tool",
     )
 
@@ -58,6 +61,8 @@ class Facts:
         agent: str | None,
         now: datetime,
         call_log: Sequence[tuple[str, datetime]],
+        labels: frozenset[str] = frozenset(),
+        tags: frozenset[str] = frozenset(),
     ) -> None:
         self.tool = tool
         self.effect = effect
@@ -73,6 +78,8 @@ class Facts:
         self.agent = agent
         self.now = now
         self.call_log = call_log
+        self.labels = labels  # what the session has read (§15)
+        self.tags = tags  # what the tool is
 
 
 @dataclass(slots=True)
@@ -87,6 +94,9 @@ class Decision:
     plan_step: int | None = None
     approval_reason: str | None = None
     flags: list[str] = field(default_factory=list)
+    # what the decision would have been with the shadow rules enforced (§14): {decision, rules, reason},
+    # or None when no shadow rule bears on this call; never changes ``decision``
+    shadow: dict[str, Any] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -178,12 +188,19 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
         else:
             checks.append({"check": "budget", "passed": True, "detail": base, "gate": gate})
 
-    # 5. the rules: every rule aimed at this tool, deny-overrides
+    # 5. the rules: every rule aimed at this tool, deny-overrides (shadow rules traced, never counted)
     outcomes = policy.evaluate(ctx.facts)
     for outcome in outcomes:
         checks.append(outcome.to_check())
     verdict = decide_rules(outcomes, policy.default, ctx.tool)
+    decision = _decision(ctx, verdict, outcomes, refusals, checks, plan_step)
+    if policy.has_shadow:
+        decision.shadow = _shadow(ctx, policy, outcomes, verdict, refusals, plan_step)
+    return decision
 
+
+def _decision(ctx: CallContext, verdict: Any, outcomes: Sequence[Any], refusals: list[str],
+              checks: list[dict[str, Any]], plan_step: int | None) -> Decision:
     if refusals:
         if verdict.decision == "blocked":
             refusals.append(verdict.reason)
@@ -203,8 +220,31 @@ def decide(ctx: CallContext, policy: Any) -> Decision:
     return Decision(verdict.decision, reason, checks, ctx.effect, ctx.cost, plan_step, None, flags)
 
 
+def _shadow(ctx: CallContext, policy: Any, outcomes: Sequence[Any], verdict: Any, refusals: list[str],
+            plan_step: int | None) -> dict[str, Any] | None:
+    """What the decision would have been with the shadow rules, and a shadow file's DEFAULT BLOCK and
+    REQUIRE PLAN, enforced — the kernel's own refusals still standing. None when nothing shadowed bears
+    on this call."""
+    found = shadow_verdict(outcomes, policy, ctx.tool)
+    plan_refused = (
+        policy.shadow_plan_differs and ctx.effect != READ and ctx.phase == COMMIT and ctx.phases_enabled
+        and (ctx.plan is None or plan_step is None)
+    )
+    if found is None and not plan_refused:
+        return None
+    decision = found.decision if found is not None else verdict.decision
+    rules = list(found.rules) if found is not None else []
+    reason = found.reason if found is not None else verdict.reason
+    if plan_refused:
+        decision, reason = BLOCKED, f"REQUIRE PLAN: {ctx.tool} matches no unused step of a bound plan"
+        rules.append(policy.shadow_plan_source)
+    if refusals and decision != BLOCKED:
+        decision, reason = BLOCKED, "; ".join(refusals)
+    return {"decision": decision, "rules": rules, "reason": reason}
+
+
 def _allowed_reason(ctx: CallContext, outcomes: Sequence[Any]) -> str:
-    allows = [o for o in outcomes if o.action == "allow" and o.matched]
+    allows = [o for o in outcomes if o.action == "allow" and o.matched and not o.shadow]
     if allows:  # outcomes come in file order
         return f"{allows[0].text} ({allows[0].source})"
     phase = "phases off" if not ctx.phases_enabled else f"{ctx.phase} allows {ctx.effect}"

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from corral.errors import ConfigError
+from corral.governance.flow import tool_labels
 
 READ = "read"
 REVERSIBLE = "reversible"
@@ -16,7 +17,8 @@ IRREVERSIBLE = "irreversible"
 EFFECTS = (READ, REVERSIBLE, IRREVERSIBLE)
 
 _OPTIONS = frozenset(
-    {"effect", "effect_fn", "cost", "cost_fn", "compensate", "retryable", "compensate_unknown", "description"}
+    {"effect", "effect_fn", "cost", "cost_fn", "compensate", "retryable", "compensate_unknown", "description",
+     "labels", "tags", "untrusted"}
 )
 
 
@@ -60,6 +62,8 @@ class ToolSpec:
     retryable: bool = False
     compensate_unknown: bool = False
     description: str = ""
+    labels: frozenset[str] = frozenset()  # what its results add to the session (DESIGN §15)
+    tags: frozenset[str] = frozenset()  # what the tool is (egress, …)
     signature: inspect.Signature | None = field(default=None, repr=False)
     binder: _BindPlan | None = field(default=None, repr=False, compare=False)
     is_async: bool = False
@@ -94,6 +98,7 @@ class ToolSpec:
         for flag in ("retryable", "compensate_unknown"):
             if not isinstance(options.get(flag, False), bool):
                 raise ConfigError(f"tool {name!r}: {flag} must be True or False")
+        labels, tags = tool_labels(options, name)
         try:
             signature = inspect.signature(fn)
         except (TypeError, ValueError):
@@ -109,6 +114,8 @@ class ToolSpec:
             retryable=options.get("retryable", False),
             compensate_unknown=options.get("compensate_unknown", False),
             description=options.get("description") or (inspect.getdoc(fn) or "").split("\n")[0],
+            labels=labels,
+            tags=tags,
             signature=signature,
             is_async=inspect.iscoroutinefunction(fn),
         )

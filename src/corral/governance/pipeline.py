@@ -32,7 +32,7 @@ from corral.governance.budget import STOP, blocking_gate, money
 from corral.governance.decision import BLOCKED, CallContext, Decision, Facts, decide
 from corral.governance.effects import READ, ToolSpec, to_money
 from corral.governance.events import CallDecided, CallFinished, CallRefused
-from corral.governance.records import call_record, describe, outcome, outcome_record
+from corral.governance.records import call_record, describe, outcome, outcome_record, rule_inputs
 from corral.governance.traces import Trace, redact
 from corral.store import Append, CloseCall, Op, Reserve, Settle
 
@@ -186,7 +186,8 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
         plan = session.plan if tx is not None else None
         try:
             budget = gov.budget_state(session.id)
-            decision = decide(_context(session, spec, args, effect, estimate, budget, plan, tx, now), gov.policy)
+            ctx = _context(session, spec, args, effect, estimate, budget, plan, tx, now)
+            decision = decide(ctx, gov.policy)
         except Exception as exc:
             check = {"check": "governance", "passed": False, "detail": f"fault: {exc!r}"}
             raise fault(
@@ -195,6 +196,11 @@ def prepare(session: Any, name: str, given: dict[str, Any], tx: Any, *, dry: boo
         record["checks"] = decision.checks
         if decision.flags:
             record["flags"] = decision.flags
+        record["labels"] = sorted(ctx.facts.labels)
+        if decision.shadow is not None:
+            record["shadow"] = decision.shadow
+        if not dry:
+            record["inputs"] = rule_inputs(ctx.facts, session.log_delta())
         if decision.decision == BLOCKED:
             record["budget"] = budget.view().to_dict()
             raise refuse(session, record, decision.reason, dry=dry)
@@ -231,7 +237,7 @@ def _context(session: Any, spec: ToolSpec, args: dict[str, Any], effect: str, es
     gov = session.governor
     phase = session.phase
     facts = Facts(spec.name, effect, phase, args, estimate, budget, session.principal, session.roles, gov.agent,
-                  now, session.call_log)
+                  now, session.call_log, session.labels, spec.tags)
     return CallContext(tool=spec.name, effect=effect, args=args, phase=phase, phases_enabled=gov.phases,
                        in_transaction=tx is not None, plan=plan, cost=estimate, budget=budget, facts=facts,
                        bind=spec.bind)
@@ -415,6 +421,9 @@ def finish(
     now = gov.now()
     if error is None:
         pc.session.note_executed(pc.name, now)
+        if pc.spec.labels:  # what the result brings into the session (§15): in its outcome, and kept
+            out["labels"] = sorted(pc.spec.labels)
+            pc.session.add_labels(pc.spec.labels)
     pc.outcome = out
     batch: list[Op] = []
     if pc.reservation is not None:

@@ -43,6 +43,28 @@ def call_record(gov: Any, session: Any, tool: str, now: datetime, tx: Any) -> di
     }
 
 
+def rule_inputs(facts: Any, calls: dict[str, Any]) -> dict[str, Any]:
+    """What the rules read to decide a call (DESIGN §14), so a replay can ask other rules the same
+    question; the arguments are the trace's own ``args``. Money as exact decimal text, time with its
+    offset and microseconds, ``calls`` as ``Session.log_delta`` gives it."""
+    remaining = facts.remaining
+    return {
+        "tool": facts.tool,
+        "effect": facts.effect,
+        "phase": facts.phase,
+        "principal": facts.principal,
+        "roles": list(facts.roles),
+        "agent": facts.agent,
+        "time": facts.now.isoformat(),
+        "budget": {"pct": facts.budget_pct, "spent": str(facts.spent),
+                   "remaining": None if remaining is None else str(remaining)},
+        "cost": str(facts.cost),
+        "calls": calls,
+        "labels": sorted(facts.labels),
+        "tags": sorted(facts.tags),
+    }
+
+
 def outcome(
     status: str, cost: float | None, duration_ms: float | None, error: str | None, note: str | None = None
 ) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from corral.governance.approvals import same_principal
 from corral.governance.budget import FORCE_DECIDE, STOP, BudgetView
 from corral.governance.calls import CallHandle, abegin_call, begin_call
 from corral.governance.effects import IRREVERSIBLE, READ
+from corral.governance.flow import labels_added
 from corral.governance.phases import COMMIT, DECIDE, EXPLORE, check_transition
 from corral.governance.plans import Plan
 from corral.governance.records import event_record, outcome
 from corral.governance.run import run_async, run_sync
-from corral.governance.traces import Trace, iso, merge_records
+from corral.governance.traces import Trace, executed_calls, iso, merge_records
 from corral.governance.transactions import Transaction
 from corral.ids import new_id
 
@@ -55,6 +56,12 @@ class Session:
         self.created = created
         self.lock = threading.RLock()
         self.call_log: list[tuple[str, datetime]] = []
+        # the call log as decisions record it (``inputs.calls``): this session object's epoch, how many
+        # chain records a resumed log was rebuilt from, and how many entries the chain already holds
+        self._log_epoch = new_id()
+        self._log_base = 0
+        self._log_sent = 0
+        self._labels: frozenset[str] = frozenset()
         self._tx: Any = None
         self.last_trace: Trace | None = None  # the latest call decision this process made, for live views
         self._open_calls: dict[str, CallHandle] = {}
@@ -99,9 +106,12 @@ class Session:
             if tx is not None:
                 session._tx = tx
                 session._phase = COMMIT
-        for trace in session.traces:
-            if trace.kind == "call" and trace.outcome and trace.decision in ("allowed", "flagged", "approved"):
-                session.call_log.append((trace.tool, datetime.fromisoformat(trace.ts.replace("Z", "+00:00"))))
+        records = governor.store.records(session_id)
+        traces = merge_records(records)
+        session.call_log = executed_calls(traces)
+        session._log_base, session._log_sent = len(records), len(session.call_log)
+        # the chain is the truth: an outcome that added labels counts even if the session record missed it
+        session._labels = frozenset(record.get("labels") or ()) | labels_added(traces)
         return session
 
     def save(self) -> None:
@@ -120,6 +130,7 @@ class Session:
                 "tx": self._tx.id if self._tx is not None else None,
                 "created": self.created,
                 "updated": iso(self.governor.now()),
+                "labels": sorted(self._labels),
             }
         )
         store.put_session(record)
@@ -145,6 +156,28 @@ class Session:
 
     def note_executed(self, tool: str, when: datetime) -> None:
         self.call_log.append((tool, when))
+
+    @property
+    def labels(self) -> frozenset[str]:
+        """What the session has read (DESIGN §15): the labels its calls' results added. Only grows."""
+        return self._labels
+
+    def add_labels(self, labels: frozenset[str]) -> None:
+        """Labels a call's result adds; written to the session record at once when they are new (the
+        call's outcome records them too)."""
+        with self.lock:
+            if labels <= self._labels:
+                return
+            self._labels = self._labels | labels
+        self.save()
+
+    def log_delta(self) -> dict[str, Any]:
+        """The calls this session executed since its previous decision record, for ``inputs.calls``
+        (see ``governance.rules.replay``). Called once per recorded decision, under ``self.lock``."""
+        log, sent = self.call_log, self._log_sent
+        self._log_sent = len(log)
+        return {"epoch": self._log_epoch, "base": self._log_base, "at": sent,
+                "new": [[tool, when.isoformat()] for tool, when in log[sent:]]}
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.principal} {self._phase}>"

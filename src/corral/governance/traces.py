@@ -94,8 +94,18 @@ class Trace:
             f"  session {d.get('session')} · principal {d.get('principal')} · phase {d.get('phase')}"
             f" · effect {d.get('effect')}" + (f" · tx {d['tx']}" if d.get("tx") else "")
         )
+        if d.get("labels"):
+            lines.append("  labels: " + ", ".join(d["labels"]) + " (what the session had read)")
         for check in d.get("checks") or ():
             lines.append("  " + _explain_check(check))
+        shadow = d.get("shadow")
+        if isinstance(shadow, Mapping):
+            rules = ", ".join(shadow.get("rules") or ()) or "no shadow rule"
+            enforced = _AS_RULES.get(d.get("decision"), d.get("decision"))
+            if shadow.get("decision") == enforced:
+                lines.append(f"  shadow: {enforced} all the same with the shadow rules enforced ({rules})")
+            else:
+                lines.append(f"  shadow: would have been {shadow.get('decision')} by {rules}: {shadow.get('reason')}")
         outcome = d.get("outcome")
         if outcome:
             text = f"  outcome: {outcome.get('status')}"
@@ -109,6 +119,10 @@ class Trace:
         return "\n".join(lines)
 
 
+# a trace's decision in the rules' words, to compare with its shadow decision
+_AS_RULES = {"approved": "approval_required", "pending": "approval_required", "denied": "approval_required"}
+
+
 def _explain_check(check: Mapping[str, Any]) -> str:
     name = check.get("check")
     if name == "rule":
@@ -116,16 +130,30 @@ def _explain_check(check: Mapping[str, Any]) -> str:
             verdict = "indeterminate"
         else:
             verdict = "matched" if check.get("matched") else "not matched"
-        return f"✓ rule {check.get('rule')!r} ({check.get('source')}): {verdict} — {check.get('detail')}" if (
-            not check.get("matched")
-        ) else f"• rule {check.get('rule')!r} ({check.get('source')}): {verdict} — {check.get('detail')}"
+        kind = "shadow rule" if check.get("shadow") else "rule"
+        mark = "•" if check.get("matched") else "✓"
+        return f"{mark} {kind} {check.get('rule')!r} ({check.get('source')}): {verdict} — {check.get('detail')}"
     mark = "✓" if check.get("passed") else "✗"
     return f"{mark} {name}: {check.get('detail')}"
 
 
 _OPTIONAL = frozenset(
-    {"tx", "plan", "approval", "outcome", "prev", "hash", "ref", "compensates", "gate", "flags"}
+    {"tx", "plan", "approval", "outcome", "prev", "hash", "ref", "compensates", "gate", "flags", "shadow",
+     "inputs", "labels"}
 )
+
+EXECUTED = ("allowed", "flagged", "approved")
+
+
+def executed_calls(traces: Iterable[Trace]) -> list[tuple[str, datetime]]:
+    """The calls a session has executed, as a resumed session rebuilds its log from its chain: every
+    call decision that ran (it has an outcome), at the time it was decided, in chain order. Replay
+    rebuilds the same log from the same records with this same function."""
+    out = []
+    for trace in traces:
+        if trace.kind == "call" and trace.outcome and trace.decision in EXECUTED:
+            out.append((trace.tool, datetime.fromisoformat(trace.ts.replace("Z", "+00:00"))))
+    return out
 
 
 def merge_records(records: Iterable[Mapping[str, Any]]) -> list[Trace]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -130,6 +130,20 @@ class MemoryStore:
         with self._lock:
             self._flush_locked()
             return copy.deepcopy(self._chains.get(session_id, []))
+
+    def scan_records(
+        self, *, agent: str | None = None, session: str | None = None
+    ) -> Iterator[tuple[str, int, Any]]:
+        with self._lock:
+            self._flush_locked()
+            wanted = None if agent is None else {sid for sid, s in self._sessions.items() if s.get("agent") == agent}
+            rows = [
+                (sid, seq, copy.deepcopy(record))
+                for sid in sorted(self._chains)
+                if (session is None or sid == session) and (wanted is None or sid in wanted)
+                for seq, record in enumerate(self._chains[sid], start=1)
+            ]
+        yield from rows
 
     def find_record(self, record_id: str) -> dict[str, Any] | None:
         with self._lock:

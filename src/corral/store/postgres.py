@@ -174,6 +174,20 @@ class PostgresStore(SQLStore):
                 raise self._fault(what, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _stream(self, what: str, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """A server-side cursor: the rows come in batches, never the whole result in memory at once."""
+        try:
+            with (
+                self._connection() as conn,
+                conn.transaction(),
+                conn.cursor(name=f"corral_{what}") as cursor,
+            ):
+                cursor.execute(self._sql(sql), args)
+                while rows := cursor.fetchmany(2000):
+                    yield from rows
+        except psycopg.Error as exc:
+            raise self._fault(what, exc) from exc
+
     # ----------------------------------------------------------------------------------- migrations
 
     def _migrate(self) -> None:

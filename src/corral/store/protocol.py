@@ -12,7 +12,7 @@ On a SQL store that is one commit (one fsync) each, where the single operations 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -131,6 +131,12 @@ class Store(Protocol):
     # the audit chain, per session; the store sets "prev" and "hash"
     def append(self, session_id: str, record: dict[str, Any], *, durable: bool = True) -> dict[str, Any]: ...
     def records(self, session_id: str) -> list[dict[str, Any]]: ...
+    # every record of the agent's sessions (or of one session, or of all), as (session_id, seq, raw) in
+    # chain order per session, raw as stored (JSON text; a dict in memory) and unparsed — so a reader that
+    # must go through everything (replay) can report a corrupt row and go on. Streams: rows come in batches.
+    def scan_records(
+        self, *, agent: str | None = None, session: str | None = None
+    ) -> Iterator[tuple[str, int, Any]]: ...
     def head(self, session_id: str) -> str | None: ...
     def find_record(self, record_id: str) -> dict[str, Any] | None: ...
     def head_signature(self, session_id: str) -> str | None: ...  # HMAC of the head, with CORRAL_AUDIT_KEY

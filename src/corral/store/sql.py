@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -402,6 +402,27 @@ class SQLStore:
             "records", "SELECT seq, prev, hash, record FROM audit WHERE session_id = ? ORDER BY seq", (session_id,)
         )
         return [chain_record(text, prev, digest, session_id=session_id, seq=seq) for seq, prev, digest, text in rows]
+
+    def _stream(self, what: str, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """The rows of one query, a batch at a time (a store overrides it to stream from its cursor)."""
+        yield from self._all(what, sql, args)
+
+    def scan_records(
+        self, *, agent: str | None = None, session: str | None = None
+    ) -> Iterator[tuple[str, int, Any]]:
+        self._chain.flush()
+        where, args = [], []
+        if session is not None:
+            where.append("session_id = ?")
+            args.append(session)
+        if agent is not None:
+            where.append("session_id IN (SELECT id FROM sessions WHERE agent = ?)")
+            args.append(agent)
+        sql = "SELECT session_id, seq, record FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        for session_id, seq, text in self._stream("scan_records", sql + " ORDER BY session_id, seq", args):
+            yield session_id, int(seq), text
 
     def find_record(self, record_id: str) -> dict[str, Any] | None:
         self._chain.flush()

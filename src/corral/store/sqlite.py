@@ -154,6 +154,12 @@ class SQLiteStore(SQLStore):
         with (self._transaction(what) if transaction else self._read(what)) as conn:
             return work(conn)
 
+    def _stream(self, what: str, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        with self._read(what) as conn:
+            cursor = conn.execute(self._sql(sql), args)
+            while rows := cursor.fetchmany(2000):
+                yield from rows
+
     # ----------------------------------------------------------------------------------- migrations
 
     def _migrate(self) -> None:

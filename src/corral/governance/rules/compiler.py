@@ -320,11 +320,8 @@ class Policy:
         self.shadow_default: str = BLOCK if any(file.default == BLOCK for file in self.files) else ALLOW
         self.shadow_require_plan: bool = any(file.require_plan for file in self.files)
         self.shadow_default_differs: bool = self.shadow_default != self.default
-        self.shadow_default_source: str = next(
-            (f"{d.source}:{d.line}" for f in self.files if f.shadow for d in f.directives
-             if d.kind == "default" and d.value == BLOCK),
-            "",
-        )
+        self.shadow_default_source: str = _directive_source(self.files, "default", BLOCK)
+        self.shadow_plan_source: str = _directive_source(self.files, "require_plan", "")
 
         rules: list[CompiledRule] = []
         with collection_paused(sum(len(file.rules) for file in self.files) > 200):
@@ -333,6 +330,11 @@ class Policy:
                     rules.append(CompiledRule(rule, len(rules), self.timezone))
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.shadow_plan_differs: bool = self.shadow_require_plan and not self.require_plan
+        fields: set[str] = set()
+        for compiled in rules:
+            _fields(compiled.rule.when, fields)
+            _fields(compiled.rule.unless, fields)
+        self.fields: frozenset[str] = frozenset(fields)  # what the rules read (calls, labels, …)
         self.has_shadow: bool = (
             any(rule.shadow for rule in rules) or self.shadow_default_differs or self.shadow_plan_differs
         )
@@ -414,6 +416,29 @@ class Policy:
 
 def _index(rule: CompiledRule) -> int:
     return rule.index
+
+
+def _directive_source(files: Sequence[RuleFile], kind: str, value: str) -> str:
+    """``file:line`` of a MODE SHADOW file's directive (its DEFAULT BLOCK, its REQUIRE PLAN), or ""."""
+    for file in files:
+        if not file.shadow:
+            continue
+        for directive in file.directives:
+            if directive.kind == kind and directive.value == value:
+                return f"{directive.source}:{directive.line}"
+    return ""
+
+
+def _fields(expr: Expr | None, into: set[str]) -> None:
+    if expr is None:
+        return
+    if isinstance(expr, Condition):
+        into.add(expr.subject.field)
+    elif isinstance(expr, Not):
+        _fields(expr.item, into)
+    else:
+        for item in expr.items:
+            _fields(item, into)
 
 
 def _parse_all(sources: Iterable[Source]) -> list[RuleFile]:
