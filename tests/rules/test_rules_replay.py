@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.store.conftest import pg_database, pg_url  # noqa: F401 - the PostgreSQL fixtures, for replay on it
 
 from corral import Approval, ApprovalDenied, Blocked, GovernanceError, Governor
 from corral.governance.rules import Policy
@@ -252,7 +251,7 @@ def test_parse_since() -> None:
         parse_since("last tuesday", now)
 
 
-def test_replay_on_postgresql_across_a_resumed_session(pg_url: str) -> None:  # noqa: F811
+def test_replay_on_postgresql_across_a_resumed_session(pg_url: str) -> None:
     clock = Clock()
     gov = build(pg_url, clock)
     s = gov.session(principal="alice", roles=["agent"])

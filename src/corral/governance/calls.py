@@ -252,6 +252,8 @@ def _open_call(session: Any, pc: PendingCall, tx: Any, implicit: bool) -> OpenCa
     doc = {"tool": pc.name, "effect": pc.effect, "agent": gov.agent, "principal": session.principal,
            "tx": tx.id if tx is not None else None, "implicit": implicit, "step": step,
            "estimate": str(pc.estimate), "reserved": pc.reserve is not None or pc.reservation is not None}
+    if pc.spec.labels:  # what its result adds to the session (§15), wherever it is finished
+        doc["labels"] = sorted(pc.spec.labels)
     expires = gov.now() + timedelta(seconds=gov.call_ttl)
     return OpenCall(pc.record["id"], session.id, expires, doc)
 

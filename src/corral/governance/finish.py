@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from corral.errors import CallNotOpen
+from corral.governance.flow import add_session_labels
 from corral.governance.records import NO_OUTCOME, describe, outcome, outcome_record
 from corral.governance.traces import Trace, iso
 from corral.store import Append, CloseCall, LogStep, Settle, UpdateTransaction
@@ -106,8 +107,14 @@ class DetachedCall:
                 except Exception as exc:
                     note = f"cost_fn failed ({exc!r}); settled at the estimate"
         text = None if error is None else (error if isinstance(error, str) else describe(error))
-        return self._close(outcome("ok" if error is None else "error", float(spent), None, text, note), spent,
-                           result, text)
+        out = outcome("ok" if error is None else "error", float(spent), None, text, note)
+        labels = self._doc.get("labels") if error is None else None
+        if labels:  # what the result brought into the session (§15): in its outcome, and kept
+            out["labels"] = list(labels)
+        trace = self._close(out, spent, result, text)
+        if labels:
+            add_session_labels(self._store, self.session, labels)
+        return trace
 
     def cancel(self, why: str) -> Trace:
         """It did not run after all: its reservation is given back, the outcome says why."""

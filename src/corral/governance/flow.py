@@ -22,7 +22,7 @@ from typing import Any
 
 from corral.errors import ConfigError
 
-__all__ = ["UNTRUSTED", "check_words", "labels_added", "tool_labels"]
+__all__ = ["UNTRUSTED", "add_session_labels", "check_words", "labels_added", "tool_labels"]
 
 UNTRUSTED = "untrusted"
 
@@ -66,3 +66,15 @@ def labels_added(traces: Iterable[Any]) -> frozenset[str]:
         if isinstance(outcome, dict) and outcome.get("status") == "ok":
             found.update(label for label in outcome.get("labels") or () if isinstance(label, str))
     return frozenset(found)
+
+
+def add_session_labels(store: Any, session_id: str, labels: Iterable[str]) -> None:
+    """Keep labels a result added in the session record, for a call finished away from its ``Session``
+    object (PostToolUse, a detached finish). The outcome in the chain holds them already; this is the
+    record a resumed session reads first."""
+    record = store.get_session(session_id)
+    added = set(labels)
+    if record is None or added <= set(record.get("labels") or ()):
+        return
+    record["labels"] = sorted(set(record.get("labels") or ()) | added)
+    store.put_session(record)

@@ -34,21 +34,33 @@ from corral.store import Store, open_store
 log = logging.getLogger("corral")
 
 
-def rule_sources(rules: Any) -> list[tuple[str, str]]:
-    """Rule text, a ``Path`` to a ``*.rules`` file, or a list of either → ``[(text, source)]``."""
+def rule_sources(rules: Any, mode: str | None = None) -> list[tuple[str, str, str | None]]:
+    """Rule text, a ``Path`` to a ``*.rules`` file, ``{"file": path, "mode": "shadow"}`` (or ``{"text":
+    …}``), or a list of these → ``[(text, source, mode)]``."""
     if rules is None:
         return []
     if isinstance(rules, Path):
         try:
-            return [(rules.read_text(encoding="utf-8"), _display_path(rules))]
+            return [(rules.read_text(encoding="utf-8"), _display_path(rules), mode)]
         except OSError as exc:
             raise ConfigError(f"rules file {rules}: {exc.strerror or exc}") from None
     if isinstance(rules, str):
-        return [(rules, "<rules>")]
+        return [(rules, "<rules>", mode)]
+    if isinstance(rules, Mapping):
+        unknown = set(rules) - {"file", "text", "mode"}
+        given = rules.get("mode", "enforce")
+        if unknown or ("file" in rules) == ("text" in rules) or given not in ("enforce", "shadow"):
+            raise ConfigError(
+                f"a rules entry is {{'file': path, 'mode': 'enforce' | 'shadow'}} (or 'text' for rule text), "
+                f"got {dict(rules)!r}"
+            )
+        if "file" in rules:
+            return rule_sources(Path(rules["file"]), given)
+        return rule_sources(str(rules["text"]), given)
     if isinstance(rules, Iterable):
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, str, str | None]] = []
         for item in rules:
-            out.extend(rule_sources(item))
+            out.extend(rule_sources(item, mode))
         return out
     raise ConfigError(f"rules must be rule text, a pathlib.Path or a list of them, got {type(rules).__name__}")
 

@@ -74,7 +74,40 @@ class ModelConfig(_Strict):
         return self
 
 
-class PythonTool(_Strict):
+WORDS = list[str]
+
+
+def _words(value: Any, what: str) -> Any:
+    """``labels`` / ``tags``: a list of words (§15); the kernel's own check, with its message."""
+    from corral.governance.flow import check_words
+
+    if value is None:
+        return value
+    try:
+        check_words(value, what, "this tool")
+    except ConfigError as exc:
+        raise ValueError(str(exc).replace("tool 'this tool': ", "")) from None
+    return value
+
+
+class _Flow(_Strict):
+    """What a tool entry says about information flow (DESIGN §15): ``labels`` its results add to the
+    session, ``tags`` that describe it, ``untrusted: true`` for results that may carry instructions."""
+
+    labels: WORDS | None = None
+    tags: WORDS | None = None
+    untrusted: bool = False
+
+    @field_validator("labels", "tags", mode="before")
+    @classmethod
+    def _check_words(cls, value: Any, info: Any) -> Any:
+        return _words(value, info.field_name)
+
+    def flow_options(self) -> dict[str, Any]:
+        return {"labels": self.labels, "tags": self.tags, "untrusted": self.untrusted}
+
+
+class PythonTool(_Flow):
     python: str
     name: str | None = None
     effect: EFFECT | None = None
@@ -113,7 +146,37 @@ class McpServer(_Strict):
         return self
 
 
-class McpTool(_Strict):
+class _ServerFlow(_Strict):
+    """Information flow (§15) for an entry that brings several tools (an MCP server, an OpenAPI
+    document): ``labels``/``tags`` for all of them (a list) or per tool (a mapping of tool name to a
+    list), and ``untrusted: true`` when every result may carry instructions."""
+
+    labels: WORDS | dict[str, WORDS] | None = None
+    tags: WORDS | dict[str, WORDS] | None = None
+    untrusted: bool = False
+
+    @field_validator("labels", "tags", mode="before")
+    @classmethod
+    def _check_words(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, dict):
+            for name, words in value.items():
+                _words(words, f"{info.field_name}.{name}")
+            return value
+        return _words(value, info.field_name)
+
+    def flow_for(self, name: str, upstream: str) -> dict[str, Any]:
+        """The labels, tags and untrusted flag of one of its tools (``name`` as corral knows it,
+        ``upstream`` as the server or document names it)."""
+
+        def pick(table: Any) -> list[str]:
+            if isinstance(table, dict):
+                return list(table.get(name, table.get(upstream, [])))
+            return list(table or [])
+
+        return {"labels": pick(self.labels), "tags": pick(self.tags), "untrusted": self.untrusted}
+
+
+class McpTool(_ServerFlow):
     mcp: McpServer
     prefix: str | None = None
     effects: dict[str, EFFECT] = Field(default_factory=dict)
@@ -121,7 +184,7 @@ class McpTool(_Strict):
     cost: dict[str, float] = Field(default_factory=dict)
 
 
-class BuiltinTool(_Strict):
+class BuiltinTool(_Flow):
     builtin: Literal["files", "shell", "python", "browser"]
     effect: EFFECT | None = None
     effects: dict[str, EFFECT] = Field(default_factory=dict)  # per tool name (the browser's)
@@ -137,7 +200,7 @@ class OpenApiSource(_Strict):
     timeout: float = Field(30.0, gt=0)
 
 
-class OpenApiTool(_Strict):
+class OpenApiTool(_ServerFlow):
     openapi: OpenApiSource
     effects: dict[str, EFFECT] = Field(default_factory=dict)
     compensate: dict[str, str] = Field(default_factory=dict)
@@ -201,10 +264,18 @@ class Audit(_Strict):
     redact: list[str] = Field(default_factory=list)
 
 
+class RulesFile(_Strict):
+    """``{file: new.rules, mode: shadow}``: a rules file whose rules are evaluated and traced but not
+    enforced (DESIGN §14), as if it began with ``MODE SHADOW``."""
+
+    file: str
+    mode: Literal["enforce", "shadow"] = "enforce"
+
+
 class Governance(_Strict):
     budget: float | dict[Literal["session", "agent", "tenant"], float] | None = None
     gates: dict[Literal["degrade", "force_decide", "stop"], float] | None = None
-    rules: str | list[str] | None = None
+    rules: str | list[str | RulesFile] | None = None
     approvals: Approvals = Field(default_factory=Approvals)
     audit: Audit = Field(default_factory=Audit)
     tenant: str | None = None
@@ -251,10 +322,24 @@ class AgentConfig(_Strict):
         return p if p.is_absolute() else (self.base_dir / p)
 
     def rule_sources(self) -> list[Path]:
+        return [path for path, _ in self.rule_files()]
+
+    def rule_files(self) -> list[tuple[Path, str]]:
+        """Each rules file with its mode (``enforce`` or ``shadow``), paths resolved."""
         rules = self.governance.rules
         if rules is None:
             return []
-        return [self.path(r) for r in ([rules] if isinstance(rules, str) else rules)]
+        out = []
+        for entry in [rules] if isinstance(rules, str) else rules:
+            if isinstance(entry, RulesFile):
+                out.append((self.path(entry.file), entry.mode))
+            else:
+                out.append((self.path(entry), "enforce"))
+        return out
+
+    def governor_rules(self) -> list[dict[str, Any]] | None:
+        """``Governor(rules=...)`` for the agent's rules files, shadow ones included."""
+        return [{"file": path, "mode": mode} for path, mode in self.rule_files()] or None
 
 
 TOOL_KINDS: dict[str, type[BaseModel]] = {
@@ -358,7 +443,7 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[str, str]]:
         script = config.path(config.model.script)
         if not script.is_file():
             problems.append(("model.script", f"file not found: {config.model.script}"))
-    for i, path in enumerate(config.rule_sources()):
+    for i, (path, mode) in enumerate(config.rule_files()):
         where = "governance.rules" + (f"[{i}]" if isinstance(config.governance.rules, list) else "")
         if not path.is_file():
             problems.append((where, f"file not found: {path}"))
@@ -366,7 +451,7 @@ def _semantic_problems(config: AgentConfig) -> list[tuple[str, str]]:
         try:
             from corral.governance.rules import Policy
 
-            Policy.from_sources([(path.read_text(encoding="utf-8"), str(path))])
+            Policy.from_sources([(path.read_text(encoding="utf-8"), str(path), mode)])
         except ConfigError as exc:  # RuleSyntaxError is a ConfigError-like ValueError
             problems.append((where, str(exc)))
         except ValueError as exc:

@@ -76,7 +76,7 @@ def governor_from_config(
     return Governor(
         agent=config.name,
         budget=gov_cfg.budget,
-        rules=config.rule_sources() or None,
+        rules=config.governor_rules(),
         store=store if store is not None else config.store,
         approver=approver,
         gates=gov_cfg.gates,
@@ -215,6 +215,7 @@ class Harness:
         self.expose(
             name, fn, tool.effect or IRREVERSIBLE, description=tool.description, compensate=compensate,
             cost=tool.cost, retryable=tool.retryable, compensate_unknown=tool.compensate_unknown,
+            **tool.flow_options(),
         )
 
     def _register_builtin(self, tool: BuiltinTool) -> None:
@@ -230,10 +231,13 @@ class Harness:
             return
         from corral.harness.tools.session_builtins import for_harness
 
+        flow = tool.flow_options()
+        if tool.builtin == "browser":  # a web page may carry instructions: whatever it shows is untrusted (§15)
+            flow["untrusted"] = True
         for builtin in for_harness(self, tool.builtin, timeout=tool.timeout):
             effect = tool.effects.get(builtin.name) or tool.effect or builtin.effect
             self.expose(builtin.name, builtin.fn, effect, description=builtin.description,
-                        parameters=builtin.parameters, compensate=builtin.compensate)
+                        parameters=builtin.parameters, compensate=builtin.compensate, **flow)
 
     def _register_mcp(self, tool: McpTool) -> None:
         from corral.harness.tools.mcp import register_mcp_tools

@@ -182,13 +182,18 @@ class GovernedProxy:
         effects = dict(entry.effects) if entry else {}
         compensate = dict(entry.compensate) if entry else {}
         cost = dict(entry.cost) if entry else {}
+        labels = entry.labels if entry else None
+        tags = entry.tags if entry else None
         if not strict:  # a connection may list fewer tools than the proxy saw at start
             prefix = (entry.prefix if entry else None) or ""
             known = {t.name for t in tools} | {prefix + t.name for t in tools}
             effects, compensate, cost = ({k: v for k, v in table.items() if k in known}
                                          for table in (effects, compensate, cost))
+            labels, tags = ({k: v for k, v in table.items() if k in known} if isinstance(table, dict) else table
+                            for table in (labels, tags))
         plans = plan_tools(tools, prefix=entry.prefix if entry else None, effects=effects, compensate=compensate,
-                           cost=cost, base_dir=self.config.base_dir)
+                           cost=cost, base_dir=self.config.base_dir, labels=labels, tags=tags,
+                           untrusted=bool(entry and entry.untrusted))
         clash = sorted({p.name for p in plans} & set(PHASE_TOOLS))
         if clash:
             raise ConfigError(f"the upstream offers {', '.join(clash)}, a name corral's phase tools use; "
@@ -198,7 +203,8 @@ class GovernedProxy:
                 if plan.name in self._plans:
                     continue
                 self.governor.register(plan.name, _run_upstream(plan.upstream), effect=plan.effect,
-                                       compensate=plan.compensate, cost=plan.cost, description=plan.description)
+                                       compensate=plan.compensate, cost=plan.cost, description=plan.description,
+                                       **plan.flow_options())
                 self._plans[plan.name] = plan
                 self._effects[plan.name] = plan.effect
         return plans

@@ -22,24 +22,26 @@ from corral.governance.rules.compiler import Policy
 from corral.governance.rules.nodes import RuleFile
 
 #: Bumped whenever the node classes change shape, so old entries are parsed again, never misread.
-FORMAT = 1
+FORMAT = 2
 _NODES = "corral.governance.rules.nodes"
 _ALLOWED = {("decimal", "Decimal"), ("builtins", "frozenset"), ("builtins", "set")}
 
 
-def cached_policy(sources: Sequence[tuple[str, str]], directory: Path) -> Policy:
-    """The policy of ``(text, source)`` pairs, parsing only the text no cached entry holds."""
+def cached_policy(sources: Sequence[tuple[str, str] | tuple[str, str, str | None]], directory: Path) -> Policy:
+    """The policy of ``(text, source[, mode])``, parsing only the text no cached entry holds."""
     from corral import __version__
 
     files: list[RuleFile] = []
-    for text, source in sources:
-        key = hashlib.sha256(f"{FORMAT}\0{__version__}\0{source}\0{text}".encode()).hexdigest()[:40]
+    for item in sources:
+        text, source = item[0], item[1]
+        mode = item[2] if len(item) > 2 else None  # type: ignore[misc]
+        key = hashlib.sha256(f"{FORMAT}\0{__version__}\0{source}\0{mode}\0{text}".encode()).hexdigest()[:40]
         path = directory / f"rules-{key}.pickle"
         parsed = _load(path)
-        if parsed is None or parsed.source != source:
+        if parsed is None or parsed.source != source or parsed.mode != mode:
             from corral.governance.rules.parser import parse_rules
 
-            parsed = parse_rules(text, source)
+            parsed = parse_rules(text, source, mode=mode)
             _save(path, parsed)
         files.append(parsed)
     return Policy(files)

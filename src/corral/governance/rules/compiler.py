@@ -39,6 +39,7 @@ from corral.governance.rules.nodes import (
     NAME,
     PERCENT,
     ROLES,
+    SHADOW,
     TIME,
     And,
     Condition,
@@ -289,7 +290,7 @@ def _glob_matcher(pattern: str, *, case_sensitive: bool) -> Callable[[str], bool
 
 # -- the policy ---------------------------------------------------------------------------------------
 
-Source = tuple[str, str] | str | Path
+Source = tuple[str, str] | tuple[str, str, str | None] | str | Path  # (text, source[, mode])
 
 
 class Policy:
@@ -352,6 +353,8 @@ class Policy:
 
         items: list[str] = []
         for file in self.files:
+            if file.mode == SHADOW:  # loaded in shadow mode from outside: part of what the policy is
+                items.append("MODE SHADOW")
             ordered = sorted((*file.directives, *file.rules), key=lambda node: (node.line, node.column))
             items.extend(node.canonical for node in ordered)
         self.sha256: str = sha256_hex(canonical_json(items))
@@ -450,6 +453,9 @@ def _parse_all(sources: Iterable[Source]) -> list[RuleFile]:
             files.append(parse_rules(item.read_text(encoding="utf-8"), str(item)))
         elif isinstance(item, str):
             files.append(parse_rules(item))
+        elif len(item) == 3:
+            text, source, mode = item  # type: ignore[misc]
+            files.append(parse_rules(text, source, mode=mode))
         else:
             text, source = item
             files.append(parse_rules(text, source))

@@ -151,6 +151,7 @@ class RuleFile:
     source: str
     directives: tuple[Directive, ...]
     rules: tuple[Rule, ...]
+    mode: str | None = None  # given from outside the file (an agent file's ``mode: shadow``)
 
     @property
     def timezone(self) -> str | None:
@@ -173,4 +174,4 @@ class RuleFile:
     @property
     def shadow(self) -> bool:
         """``MODE SHADOW``: the whole file is evaluated and traced but not enforced (DESIGN §14)."""
-        return any(d.kind == "mode" and d.value == SHADOW for d in self.directives)
+        return self.mode == SHADOW or any(d.kind == "mode" and d.value == SHADOW for d in self.directives)

@@ -141,16 +141,23 @@ def _grammar_cache() -> str | None:
     return os.path.join(directory, f"rules-parser-{key}.lark")
 
 
-def parse_rules(text: str, source: str = "<rules>", line_offset: int = 0) -> RuleFile:
+def parse_rules(
+    text: str, source: str = "<rules>", line_offset: int = 0, *, mode: str | None = None
+) -> RuleFile:
     """Parse a rules file, line by line (a rule never spans lines). Raises ``RuleSyntaxError`` (file,
     line, column, what was expected). ``line_offset`` lets the linter parse one line at a time and still
-    report true line numbers."""
+    report true line numbers. ``mode="shadow"`` makes the whole file shadow rules, as ``MODE SHADOW`` atop
+    it would (the agent file's ``rules: [{file: new.rules, mode: shadow}]``)."""
+    forced = mode
+    if forced not in (None, SHADOW, ENFORCE):
+        raise RuleSyntaxError(f"unknown mode {forced!r}: a rules file's mode is shadow or enforce", source=source,
+                              line=1, column=1)
     if not isinstance(text, str):
         raise RuleSyntaxError(f"rules must be text, not {type(text).__name__}", source=source, line=1, column=1)
     directives: list[Directive] = []
     rules: list[Rule] = []
     zone: Directive | None = None
-    mode: Directive | None = None
+    declared: Directive | None = None  # the file's own MODE
     parser = _lark()
     with collection_paused(text.count("\n") > 200):
         for index, line in enumerate(text.split("\n")):
@@ -171,7 +178,8 @@ def parse_rules(text: str, source: str = "<rules>", line_offset: int = 0) -> Rul
             item = tree.children[0]
             try:
                 if item.data == "rule":
-                    rules.append(builder.rule(item, shadow_file=mode is not None and mode.value == SHADOW))
+                    shadow_file = forced == SHADOW or (declared is not None and declared.value == SHADOW)
+                    rules.append(builder.rule(item, shadow_file=shadow_file))
                     continue
                 directive = builder.directive(item)
             except RecursionError:
@@ -194,15 +202,21 @@ def parse_rules(text: str, source: str = "<rules>", line_offset: int = 0) -> Rul
                         f"(line {rules[0].line}): it applies to every rule in the file",
                         item,
                     )
-                if mode is not None and mode.value != directive.value:
+                if forced == SHADOW and directive.value == ENFORCE:
                     raise builder.error(
-                        f"MODE {directive.value.upper()} conflicts with MODE {mode.value.upper()} on line "
-                        f"{mode.line}; a file has one mode",
+                        "MODE ENFORCE conflicts with the mode this file is loaded in (shadow, from the agent "
+                        "file's rules: entry)",
                         item,
                     )
-                mode = mode or directive
+                if declared is not None and declared.value != directive.value:
+                    raise builder.error(
+                        f"MODE {directive.value.upper()} conflicts with MODE {declared.value.upper()} on line "
+                        f"{declared.line}; a file has one mode",
+                        item,
+                    )
+                declared = declared or directive
             directives.append(directive)
-    return RuleFile(source, tuple(directives), tuple(rules))
+    return RuleFile(source, tuple(directives), tuple(rules), forced)
 
 
 # -- building nodes from the tree --------------------------------------------------------------------

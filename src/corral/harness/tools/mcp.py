@@ -83,6 +83,12 @@ class McpToolPlan:
     annotations: dict[str, Any] | None
     compensate: Callable[..., Any] | None = None
     cost: float | None = None
+    labels: tuple[str, ...] = ()  # §15: what its results add to the session
+    tags: tuple[str, ...] = ()
+    untrusted: bool = False
+
+    def flow_options(self) -> dict[str, Any]:
+        return {"labels": list(self.labels), "tags": list(self.tags), "untrusted": self.untrusted}
 
 
 def plan_tools(
@@ -93,19 +99,27 @@ def plan_tools(
     compensate: Mapping[str, str] | None = None,
     cost: Mapping[str, float] | None = None,
     base_dir: Path | None = None,
+    labels: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
+    tags: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
+    untrusted: bool = False,
 ) -> list[McpToolPlan]:
-    """Decide name, effect, compensation and cost for each listed tool; override keys may use either name.
+    """Decide name, effect, compensation, cost and labels for each listed tool; override keys may use
+    either name. ``labels`` and ``tags`` are lists for every tool, or mappings per tool; ``untrusted``
+    makes every result add the label untrusted (DESIGN §15).
 
     Raises ``ConfigError`` for an override that names no listed tool (a typo must not silently leave a
-    tool with its annotated effect) or a compensation that cannot be imported.
+    tool with its annotated effect, or its results unlabelled) or a compensation that cannot be imported.
     """
     from corral.harness.config import resolve_import
 
     effects, compensate, cost = dict(effects or {}), dict(compensate or {}), dict(cost or {})
+    per_tool_labels = dict(labels) if isinstance(labels, Mapping) else {}
+    per_tool_tags = dict(tags) if isinstance(tags, Mapping) else {}
     listed = list(tools)
     prefix = prefix or ""
     known = {t.name for t in listed} | {prefix + t.name for t in listed}
-    for key, table in (("effects", effects), ("compensate", compensate), ("cost", cost)):
+    for key, table in (("effects", effects), ("compensate", compensate), ("cost", cost),
+                       ("labels", per_tool_labels), ("tags", per_tool_tags)):
         unknown = sorted(set(table) - known)
         if unknown:
             offered = ", ".join(sorted(t.name for t in listed)) or "none"
@@ -132,6 +146,9 @@ def plan_tools(
                 annotations=annotations,
                 compensate=fn,
                 cost=pick(cost, tool),
+                labels=tuple(pick(per_tool_labels, tool) or () if isinstance(labels, Mapping) else labels or ()),
+                tags=tuple(pick(per_tool_tags, tool) or () if isinstance(tags, Mapping) else tags or ()),
+                untrusted=untrusted,
             )
         )
     return plans
@@ -576,6 +593,9 @@ def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | 
             compensate=tool_config.compensate,
             cost=tool_config.cost,
             base_dir=harness.config.base_dir,
+            labels=tool_config.labels,
+            tags=tool_config.tags,
+            untrusted=tool_config.untrusted,
         )
         for plan in plans:
             harness.expose(
@@ -586,6 +606,7 @@ def register_mcp_tools(harness: Any, tool_config: Any, *, call_timeout: float | 
                 parameters=plan.parameters,
                 compensate=plan.compensate,
                 cost=plan.cost,
+                **plan.flow_options(),
             )
     except BaseException:
         client.close()

@@ -403,6 +403,7 @@ class OpenApiToolPlan:
     parameters: dict[str, Any]
     compensate: Any = None
     cost: float | None = None
+    flow: dict[str, Any] | None = None  # labels, tags, untrusted (§15)
 
 
 def plan_openapi_tools(entry: Any, base_dir: Path, vault: Any) -> tuple[OpenApiClient, list[OpenApiToolPlan]]:
@@ -421,7 +422,10 @@ def plan_openapi_tools(entry: Any, base_dir: Path, vault: Any) -> tuple[OpenApiC
         if problem:
             raise ConfigError(f"openapi.credential: {problem}")
     names = {o.tool for o in ops} | {o.operation_id for o in ops}
-    for key, table in (("effects", entry.effects), ("compensate", entry.compensate), ("cost", entry.cost)):
+    per_tool = [(key, table) for key, table in (("labels", entry.labels), ("tags", entry.tags))
+                if isinstance(table, Mapping)]
+    for key, table in (("effects", entry.effects), ("compensate", entry.compensate), ("cost", entry.cost),
+                       *per_tool):
         unknown = sorted(set(table) - names)
         if unknown:
             raise ConfigError(f"{key} names {', '.join(unknown)}, which the selected operations do not include "
@@ -441,7 +445,7 @@ def plan_openapi_tools(entry: Any, base_dir: Path, vault: Any) -> tuple[OpenApiC
         compensate = resolve_import(ref, base_dir) if ref else None
         plans.append(OpenApiToolPlan(op.tool, _tool_function(client, op), effect,
                                      f"{op.summary} ({op.method.upper()} {op.path})", op.schema, compensate,
-                                     pick(entry.cost, op)))
+                                     pick(entry.cost, op), entry.flow_for(op.tool, op.operation_id)))
     return client, plans
 
 
@@ -460,5 +464,5 @@ def register_openapi(harness: Any, entry: Any) -> OpenApiClient:
     harness.resources.append(client)
     for plan in plans:
         harness.expose(plan.name, plan.fn, plan.effect, description=plan.description, parameters=plan.parameters,
-                       compensate=plan.compensate, cost=plan.cost)
+                       compensate=plan.compensate, cost=plan.cost, **(plan.flow or {}))
     return client

@@ -41,6 +41,7 @@ class AgentFacts:
     budget: Any
     gates: dict[str, float] | None
     rules: tuple[str, ...]  # absolute paths of the rules files
+    rule_modes: tuple[str, ...]  # each file's mode: enforce, or shadow (§14)
     approval_ttl: float
     allow_self_approval: bool
     redact: tuple[str, ...]
@@ -59,12 +60,15 @@ class AgentFacts:
                     "name": entry.name or entry.python.rsplit(":", 1)[1].rsplit(".", 1)[-1],
                     "effect": entry.effect, "cost": entry.cost, "compensate": entry.compensate,
                     "retryable": entry.retryable, "compensate_unknown": entry.compensate_unknown,
+                    **entry.flow_options(),
                 })
             elif isinstance(entry, McpTool):
                 tools.append({"kind": "mcp", "prefix": entry.prefix, "effects": dict(entry.effects),
-                              "cost": dict(entry.cost), "compensate": dict(entry.compensate)})
+                              "cost": dict(entry.cost), "compensate": dict(entry.compensate),
+                              "labels": entry.labels, "tags": entry.tags, "untrusted": entry.untrusted})
             elif isinstance(entry, BuiltinTool):
-                tools.append({"kind": "builtin", "builtin": entry.builtin, "effect": entry.effect})
+                tools.append({"kind": "builtin", "builtin": entry.builtin, "effect": entry.effect,
+                              **entry.flow_options()})
         gov = config.governance
         return cls(
             name=config.name,
@@ -75,7 +79,8 @@ class AgentFacts:
             allowed_tools=tuple(config.allowed_tools),
             budget=gov.budget,
             gates=dict(gov.gates) if gov.gates is not None else None,
-            rules=tuple(str(p.resolve()) for p in config.rule_sources()),
+            rules=tuple(str(p.resolve()) for p, _ in config.rule_files()),
+            rule_modes=tuple(mode for _, mode in config.rule_files()),
             approval_ttl=gov.approvals.timeout,
             allow_self_approval=gov.approvals.self_approval,
             redact=tuple(gov.audit.redact),
@@ -91,7 +96,7 @@ class AgentFacts:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AgentFacts:
         fields = dict(data)
-        for key in ("allowed_tools", "rules", "redact", "tools"):
+        for key in ("allowed_tools", "rules", "rule_modes", "redact", "tools"):
             fields[key] = tuple(fields[key])
         return cls(**fields)
 
@@ -103,7 +108,8 @@ class AgentFacts:
         the rules files are still read every time, and parsed again whenever their text changed."""
         from corral.governance.governor import Governor, rule_sources
 
-        rules: Any = [Path(r) for r in self.rules] or None
+        rules: Any = [{"file": Path(r), "mode": mode} for r, mode in zip(self.rules, self.rule_modes, strict=True)]
+        rules = rules or None
         if rules and rules_cache is not None:
             from corral.governance.rules.cache import cached_policy
 
@@ -176,7 +182,7 @@ def load_facts(agent: str | Path, state: Path | None = None) -> AgentFacts:
     return facts
 
 
-_FACTS_VERSION = 2
+_FACTS_VERSION = 3
 
 
 

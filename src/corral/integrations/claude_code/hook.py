@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.errors import ApprovalDenied, ApprovalPending, Blocked, ConfigError, GovernanceError, PhaseError
 from corral.governance import refusals
+from corral.governance.flow import add_session_labels
 from corral.integrations.claude_code.facts import ClaudeCodeAgent, load_facts, principal_name, state_dir
 from corral.integrations.claude_code.tools import (
     EVENTS,
@@ -222,6 +223,8 @@ class Hook:
                         refusal = self._protect(gov, session, tool, tool_input, declaration, target)
                         return HookResult.answer("deny", self._explain(refusal, sid, "corral blocked this call"))
                 scopes = [[key, str(limit)] for _, key, limit in gov.scope_limits(sid)]
+                spec = gov.tools.get(tool)
+                labels = sorted(spec.labels) if spec is not None else []  # what its result will add (§15)
                 annotate = {"claude_code": {"tool_use_id": tool_use}}
 
                 def snapshot(pc: PendingCall, key: str) -> None:
@@ -243,6 +246,7 @@ class Hook:
                         "decision": record.get("id"), "verdict": "pending", "approval": exc.approval_id,
                         "principal": record.get("principal"), "tx": record.get("tx"), "effect": record.get("effect"),
                         "estimate": str(_estimate(agent, tool)), "scopes": scopes, "reservation": None,
+                        "labels": labels,
                     })
                     return HookResult.answer("ask", self._explain(exc, sid, "corral needs a person's approval"))
                 except (Blocked, ApprovalDenied, PhaseError, ConfigError) as exc:
@@ -423,8 +427,13 @@ class Hook:
             else:
                 ops.append(Settle(rid, cost))
         out = outcome("error" if failed else "ok", float(cost), None, error, note)
+        labels = entry.get("labels") or []
+        if labels and not failed:  # what the result brought into the session (§15)
+            out["labels"] = labels
         ops.append(Append(sid, outcome_record(sid, entry["decision"], out, now)))
         store.batch(ops)
+        if labels and not failed:
+            add_session_labels(store, sid, labels)
         return HookResult(0)
 
     @staticmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,34 @@ def _prefix_matches(prefix: str | None, server: str) -> bool:
     return bare == server
 
 
+#: Claude Code's tools that bring the web into the session: their results add the label untrusted.
+WEB_TOOLS = frozenset({"WebFetch", "WebSearch"})
+
+
+def _flow(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An agent-file entry's labels, tags and untrusted flag, as registration options (§15)."""
+    out: dict[str, Any] = {}
+    if entry.get("labels"):
+        out["labels"] = list(entry["labels"])
+    if entry.get("tags"):
+        out["tags"] = list(entry["tags"])
+    if entry.get("untrusted"):
+        out["untrusted"] = True
+    return out
+
+
+def _mcp_flow(entry: Mapping[str, Any], name: str, tool: str) -> dict[str, Any]:
+    """An ``mcp:`` entry's labels and tags for one of its tools: a list for all of them, or per tool."""
+
+    def pick(table: Any) -> list[str]:
+        if isinstance(table, Mapping):
+            return list(table.get(name, table.get(tool)) or [])
+        return list(table or [])
+
+    return _flow({"labels": pick(entry.get("labels")), "tags": pick(entry.get("tags")),
+                  "untrusted": entry.get("untrusted")})
+
+
 def declare_tool(name: str, facts: AgentFacts, snapshots: FileSnapshots | None = None) -> ToolDeclaration | None:
     """The declaration of Claude Code tool ``name`` under an agent file, or None when it is not allowed."""
     from fnmatch import fnmatchcase
@@ -122,13 +150,17 @@ def declare_tool(name: str, facts: AgentFacts, snapshots: FileSnapshots | None =
     if name in BUILTIN_EFFECTS:
         effect, source = BUILTIN_EFFECTS[name], "Claude Code built-in"
         builtin = "shell" if name == "Bash" else "files" if name in FILE_TOOLS else None
+        if name in WEB_TOOLS:  # Claude Code's browser: what it brings back may carry instructions (§15)
+            options["untrusted"] = True
         for entry in facts.tools:
-            if entry["kind"] == "builtin" and entry["builtin"] == builtin and entry.get("effect") is not None:
-                effect, source = entry["effect"], f"builtin: {builtin} in the agent file"
+            if entry["kind"] == "builtin" and entry["builtin"] == builtin:
+                options.update(_flow(entry))
+                if entry.get("effect") is not None:
+                    effect, source = entry["effect"], f"builtin: {builtin} in the agent file"
         if name in FILE_WRITERS and effect == REVERSIBLE:
             if snapshots is None:
                 raise ConfigError(f"{name} is reversible, which needs file snapshots to undo it")
-            options = {"compensate": snapshots.restore, "compensate_unknown": True}
+            options.update(compensate=snapshots.restore, compensate_unknown=True)
         return ToolDeclaration(name, effect, options, source)
     mcp = split_mcp_name(name)
     if mcp is not None:
@@ -139,6 +171,7 @@ def declare_tool(name: str, facts: AgentFacts, snapshots: FileSnapshots | None =
             named = [e for e in entries if name in e["effects"] or tool in e["effects"]]
             chosen = named[0] if len(named) == 1 else None
         if chosen is not None:
+            options.update(_mcp_flow(chosen, name, tool))
             effect = chosen["effects"].get(name) or chosen["effects"].get(tool)
             if effect is not None:
                 if name in chosen["cost"] or tool in chosen["cost"]:
@@ -157,6 +190,7 @@ def declare_tool(name: str, facts: AgentFacts, snapshots: FileSnapshots | None =
             options["compensate"] = LazyImport(entry["compensate"], base_dir)
         options["retryable"] = entry.get("retryable", False)
         options["compensate_unknown"] = entry.get("compensate_unknown", False)
+        options.update(_flow(entry))
         return ToolDeclaration(name, entry.get("effect") or IRREVERSIBLE, options, f"python: {entry['python']}")
     return ToolDeclaration(name, IRREVERSIBLE, options, "not described anywhere")
 
