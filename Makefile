@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run tour research test lint bench clean
+.PHONY: run tour research test lint bench clean trifecta
 
 # strands-agents pins older mcp/otel releases than dev's but runs with them: installed without its pins
 STRANDS := strands-agents==1.62.0 opentelemetry-instrumentation-threading==0.66b1 \
@@ -25,6 +25,9 @@ research: $(STAMP)  ## the research desk, offline: a local web shop in Chromium,
 
 tour: $(STAMP)  ## the governance kernel on its own, step by step
 	$(BIN)/python examples/kernel_tour.py
+
+trifecta: $(STAMP)  ## information flow: private data + untrusted content, and the way out is refused
+	$(BIN)/python examples/support_inbox/demo.py
 
 test: $(STAMP)  ## lint, then the whole test suite, then the benchmarks in quick mode
 	$(BIN)/ruff check src tests benchmarks examples

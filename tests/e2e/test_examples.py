@@ -77,3 +77,16 @@ def test_research_desk_browses_uses_a_skill_calls_the_api_and_is_refused_the_int
     outcomes = {r["ref"]: r["outcome"]["status"] for r in records if r.get("kind") == "outcome"}
     product = next(r for r in calls if r["tool"] == "api.get_product")
     assert outcomes.get(product["id"], (product.get("outcome") or {}).get("status")) == "ok"
+def test_support_inbox_stops_the_lethal_trifecta_and_says_why(tmp_path):
+    example = tmp_path / "support_inbox"
+    shutil.copytree(ROOT / "examples" / "support_inbox", example, ignore=shutil.ignore_patterns(".corral"))
+    out = subprocess.run([sys.executable, str(example / "demo.py")], capture_output=True, text=True, timeout=300,
+                         cwd=example)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not (example / ".corral" / "outbox.json").exists()  # the record never left
+    lines = out.stdout.splitlines()
+    assert any(line.split()[:3] == ["read_customer", "allowed", "labels"] for line in lines)
+    assert "send_email      blocked  labels before: pii, untrusted" in out.stdout
+    assert "blocked because lethal trifecta: this session has read private data and untrusted content" in out.stdout
+    assert "labels: pii, untrusted (what the session had read)" in out.stdout
+    assert "CONTAINS egress → true AND labels = (pii, untrusted), CONTAINS pii → true" in out.stdout
