@@ -231,3 +231,26 @@ def test_a_missing_chromium_is_a_located_error_at_validate(tmp_path, monkeypatch
         load_agent(agent(tmp_path, [{"text": "x"}]))
     [(where, what)] = caught.value.problems
     assert where == "tools[0].builtin" and "apt-get install chromium" in what and "CORRAL_CHROMIUM" in what
+
+
+def test_what_the_browser_shows_is_untrusted_and_rules_read_it(site, tmp_path):
+    """§15: every result of the browser adds the label untrusted, in the session and in later traces."""
+    script = [{"tool_calls": [call("browser_navigate", url=f"{site}/"), call("browser_snapshot"),
+                              call("browser_navigate", url=f"{site}/")]},
+              {"text": "done"}]
+    harness = Harness(load_agent(agent(tmp_path, script, rules='BLOCK browser_navigate WHEN labels CONTAINS untrusted '
+                                                               'BECAUSE "one page per session"\n')),
+                      principal="alice")
+    try:
+        assert all(harness.governor.tools[name].labels == frozenset({"untrusted"})
+                   for name in harness.tools if name.startswith("browser_"))
+        result = run(harness, "look")
+        traces = [t for t in harness.governor.session(id=result.session).traces if t.kind == "call"
+                  and t.tool.startswith("browser_")]
+    finally:
+        harness.close()
+    assert [(t.tool, t.decision, t.labels) for t in traces] == [
+        ("browser_navigate", "allowed", []),
+        ("browser_snapshot", "allowed", ["untrusted"]),
+        ("browser_navigate", "blocked", ["untrusted"]),
+    ]

@@ -240,3 +240,22 @@ def test_the_cli_validates_an_openapi_agent(spec, billing, tmp_path, monkeypatch
     assert out.exit_code == 1
     assert problems["credentials.billing"] == "credential 'billing': the environment variable BILLING_TOKEN is not set"
     assert textwrap.shorten(problems["tools[0].openapi"], 60).startswith("openapi.credential")
+
+
+def test_an_openapi_entry_labels_its_operations_all_or_one_by_one(spec, billing, tmp_path, monkeypatch):
+    _, url = billing
+    monkeypatch.setenv("BILLING_TOKEN", TOKEN)
+    entry = {"openapi": {"spec": "billing.json", "base_url": url, "credential": "billing"},
+             "labels": {"api.get_invoice": ["pii"], "whoami": ["secret"]}, "tags": ["billing"], "untrusted": True}
+    harness = Harness(load_agent(agent(tmp_path, url, [{"text": "hi"}], tool=entry)), principal="alice")
+    try:
+        tools = harness.governor.tools
+        assert tools["api.get_invoice"].labels == frozenset({"pii", "untrusted"})
+        assert tools["api.whoami"].labels == frozenset({"secret", "untrusted"})
+        assert tools["api.list_invoices"].labels == frozenset({"untrusted"})
+        assert all(tools[name].tags == frozenset({"billing"}) for name in tools if name.startswith("api."))
+    finally:
+        harness.close()
+    entry["labels"] = {"api.get_invoce": ["pii"]}
+    with pytest.raises(ConfigError, match=r"labels names api\.get_invoce, which the selected operations do not"):
+        Harness(load_agent(agent(tmp_path, url, [{"text": "hi"}], tool=entry)), principal="alice")

@@ -232,8 +232,6 @@ class Harness:
         from corral.harness.tools.session_builtins import for_harness
 
         flow = tool.flow_options()
-        if tool.builtin == "browser":  # a web page may carry instructions: whatever it shows is untrusted (§15)
-            flow["untrusted"] = True
         for builtin in for_harness(self, tool.builtin, timeout=tool.timeout):
             effect = tool.effects.get(builtin.name) or tool.effect or builtin.effect
             self.expose(builtin.name, builtin.fn, effect, description=builtin.description,

@@ -72,7 +72,9 @@ def register_browser(harness: Any, entry: Any) -> None:
 
     functions = {f.__name__: f for f in (browser_navigate, browser_snapshot, browser_screenshot, browser_click,
                                           browser_type, browser_submit)}
+    # a web page may carry instructions: whatever the browser brings back is untrusted (DESIGN §15)
+    flow = {**entry.flow_options(), "untrusted": True}
     for spec in SPECS:
         effect = entry.effects.get(spec.name) or (entry.effect if spec.effect != "read" else None) or spec.effect
         harness.expose(spec.name, functions[spec.name], effect, description=spec.description,
-                       parameters=spec.parameters)
+                       parameters=spec.parameters, **flow)
