@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.console.conftest import Console, console  # noqa: F401  (the fixture)
+from tests.e2e.console.conftest import Console, console, slow_console  # noqa: F401  (the fixtures)
 
 
 class Browser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 
 import httpx
 
@@ -12,9 +13,10 @@ from corral.server.identity import revoke_principal
 from corral.store import open_store
 
 
-def _events(response: httpx.Response, until: str, limit: int = 200) -> list[tuple[str, dict]]:
+def _events(source: httpx.Response | Iterator[str], until: str, limit: int = 200) -> list[tuple[str, dict]]:
+    """Events from a stream (or from its lines, to read on where an earlier call stopped) up to ``until``."""
     seen, kind = [], None
-    for line in response.iter_lines():
+    for line in source.iter_lines() if isinstance(source, httpx.Response) else source:
         if line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: ") and kind:
@@ -79,3 +81,32 @@ def test_a_revoked_token_ends_the_stream(console, browse) -> None:
     assert events[-1][0] == "signed_out"
     signed_out = browse().get(f"/sessions/{session}/live")
     assert signed_out.status_code == 200 and "signed_out" in signed_out.text
+
+
+def test_a_page_on_one_server_follows_a_run_on_another(slow_console, serve, work) -> None:
+    from tests.e2e.console.conftest import AGENTS
+    from tests.server.console.conftest import Browser
+
+    console = slow_console
+    other = serve(console.store_url, str(AGENTS / "desk.yaml"),  # a second server on the same store
+                  env={"CORRAL_TEST_LOOKUP_GATE": str(work / "lookup-gate"), "CORRAL_TEST_LOOKUP_SECONDS": "2"})
+    with console.api("alice") as api:
+        session = api.post("/v1/sessions", json={"agent": "desk"}).json()["id"]
+    alice = Browser(console).sign_in("alice")
+    with alice.http.stream("GET", f"/sessions/{session}/live?status=new", timeout=60) as stream:
+
+        def send() -> None:
+            with other.client(console.token("alice")) as api:
+                api.post(f"/v1/sessions/{session}/messages", json={"text": "Settle invoice INV-7"})
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        lines = stream.iter_lines()
+        assert _events(lines, "status") == [("status", {"status": "running"})]
+        (work / "lookup-gate").touch()
+        events = _events(lines, "status", limit=100)
+        sender.join()
+    alice.close()
+    calls = [d["html"] for k, d in events if k == "call"]
+    assert any('<code class="tool">wipe</code>' in html and "blocked" in html for html in calls)  # as it ran there
+    assert events[-1] == ("status", {"status": "awaiting_approval"})

@@ -7,7 +7,8 @@ enforcement point asked ``/v1/check``; the model's text and the end of a run com
 browser only puts it in place.
 
 A stream re-checks its sign-in every ``TICK`` seconds (a revoked token ends it), notices runs started
-after it opened (on this server) and the end of runs it could not follow (another server's), and ends
+after it opened (on this server), reads from the store the calls of a run it cannot follow (another
+server's or another worker's, on the same store) and notices its end, and ends
 after ``LIFETIME`` seconds — the browser reconnects — so no stream holds a server's shutdown for long.
 """
 
@@ -107,8 +108,9 @@ async def stream(
     lifetime: float = LIFETIME,
 ) -> AsyncIterator[bytes]:
     """The event stream of one page: ``render(kind, data)`` turns an event into the data sent (or None to
-    skip it); ``check()`` (awaited) says whether the sign-in still holds and what the session's status
-    is now (a change from ``status``, the one the page shows, refreshes the page); ``stop()`` unfollows
+    skip it); ``check()`` (awaited) says whether the sign-in still holds, what the session's status is now
+    (a change from ``status``, the one the page shows, refreshes the page) and which calls a run on
+    another server made since it last looked; ``stop()`` unfollows
     at the end, whatever ends it."""
     ends = time.monotonic() + lifetime
     followed: list[tuple[Any, Queue]] = []
@@ -137,10 +139,14 @@ async def stream(
                 checked = time.monotonic()
                 if await disconnected():
                     return
-                signed_in, now = await check()
+                signed_in, now, fresh = await check()
                 if not signed_in:
                     yield sse("signed_out", {"login": "/login"})
                     return
+                for trace in fresh:  # calls another server (or worker) made, read from the store
+                    rendered = await render("trace", trace)
+                    if rendered is not None:
+                        yield sse(rendered[0], rendered[1])
                 if status is not None and now != status:  # e.g. another server's run started or ended
                     yield sse("status", {"status": now})
                 status = now
@@ -208,10 +214,16 @@ async def live(request: Request, session_id: str, after: str = "", status: str =
             return "status", {"waiting": True}
         return None
 
-    async def check() -> tuple[bool, str | None]:
-        def look() -> tuple[bool, str | None]:
+    seen = set(ids)
+
+    async def check() -> tuple[bool, str | None, list[dict[str, Any]]]:
+        def look() -> tuple[bool, str | None, list[dict[str, Any]]]:
             record = store.get_session(session_id) or {}
-            return still_signed_in(store, who), record.get("status")
+            fresh: list[dict[str, Any]] = []
+            if record.get("status") == "running" and session_id not in service.runs:  # run elsewhere
+                fresh = [t for t in queries.session_traces(store, who.principal, session_id) if t["id"] not in seen]
+                seen.update(t["id"] for t in fresh)
+            return still_signed_in(store, who), record.get("status"), fresh
 
         return await run_in_threadpool(look)
 
