@@ -14,7 +14,6 @@ import json
 from typing import Any
 
 from corral.governance.approvals import PENDING
-from corral.governance.rules.nodes import APPROVAL, BLOCK
 from corral.governance.traces import Trace, merge_records
 from corral.server.errors import BadRequest, Forbidden, NotFound
 from corral.server.identity import APPROVER, AUDITOR, Principal
@@ -224,37 +223,9 @@ def audit_report(store: Any, session: str | None = None) -> dict[str, Any]:
 
 def policy_report(store: Any, agent: Any) -> dict[str, Any]:
     """Each rule of ``agent`` with how often it matched over the stored calls: hits, blocks, approvals,
-    and — for shadow rules — the calls it would have blocked."""
-    rules = agent.governor.policy.rules
-    stats = {r.source: {"rule": r.text, "source": r.source, "shadow": bool(getattr(r.rule, "shadow", False)),
-                        "hits": 0, "blocks": 0, "approvals": 0, "would_block": 0, "action": r.action} for r in rules}
-    before = None
-    while True:
-        page = store.query_sessions(agent=agent.name, before=before, limit=PAGE_MAX)
-        for summary in page:
-            for trace in merge_records(store.records(summary["id"])):
-                if trace.kind != "call":
-                    continue
-                shadow = trace.to_dict().get("shadow") or {}
-                for check in trace.checks or ():
-                    entry = stats.get(check.get("source")) if check.get("check") == "rule" else None
-                    if entry is None or not check.get("matched"):
-                        continue
-                    entry["hits"] += 1
-                    if entry["shadow"]:
-                        # a matched shadow BLOCK is a would-block (deny overrides), whether or not the trace
-                        # carries the shadow verdict beside the enforced one
-                        if entry["action"] == BLOCK and shadow.get("decision", "blocked") == "blocked":
-                            entry["would_block"] += 1
-                    elif entry["action"] == BLOCK:
-                        entry["blocks"] += 1
-                    elif entry["action"] == APPROVAL:
-                        entry["approvals"] += 1
-        if len(page) < PAGE_MAX:
-            break
-        before = (page[-1]["created"], page[-1]["id"])
-    out = []
-    for entry in stats.values():
-        entry.pop("action")
-        out.append(entry)
-    return {"agent": agent.name, "policy_sha256": agent.governor.policy_sha256, "rules": out}
+    and — for shadow rules — the calls it would have blocked (``rule_counts``, as ``corral rules`` counts)."""
+    from corral.governance.rules.replay import rule_counts
+
+    counts = rule_counts(store, agent.governor.policy, agent=agent.name)
+    return {"agent": agent.name, "policy_sha256": agent.governor.policy_sha256,
+            "rules": [count.to_dict() for count in counts]}

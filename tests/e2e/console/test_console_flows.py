@@ -191,6 +191,29 @@ def test_the_policy_counts_change_after_a_run(browser: Any, console: Console, sc
     shoot(carol, screenshots, "policy")
 
 
+def test_the_replay_view_shows_which_past_calls_would_flip(browser: Any, console: Console,
+                                                           screenshots: Path) -> None:
+    session, _ = console.run_to_approval("alice")
+    with console.api("alice") as api:
+        traces = [t for t in api.get(f"/v1/sessions/{session}/traces").json() if t["kind"] == "call"]
+    pay = next(t["id"] for t in traces if t["tool"] == "pay")
+    payee = next(t["id"] for t in traces if t["tool"] == "lookup" and "payee" in t["args"]["query"])
+    carol = sign_in(browser, console, "carol")
+    carol.goto(f"{console.url}/policy?agent=desk")
+    carol.select_option("#p-replay", "desk.next.rules")
+    carol.click("form[aria-label='Replay a rule file'] button[type=submit]")
+    assert "2 would flip" in carol.inner_text("#replay-summary")
+    rows = {row.locator("td").first.inner_text(): [c.strip() for c in row.locator("td").all_inner_texts()]
+            for row in carol.locator("table.flips tbody tr").all()}
+    assert rows[pay][1:] == ["pay", "approval", "blocked", "desk.next.rules:4"]
+    assert rows[payee][1:] == ["lookup", "allowed", "blocked", "desk.next.rules:3"]
+    # the wipe stays blocked: the kernel refused it for its phase, whatever the rules say
+    assert "wipe" not in carol.inner_text("table.flips")
+    shoot(carol, screenshots, "policy-replay")
+    carol.locator("table.flips a").first.click()
+    assert carol.url.startswith(f"{console.url}/sessions/{session}#call-")
+
+
 def test_a_revoked_token_signs_its_browsers_out_at_once(browser: Any, console: Console) -> None:
     session, _ = console.run_to_approval("alice")
     alice = sign_in(browser, console, "alice")

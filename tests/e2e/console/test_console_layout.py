@@ -21,7 +21,8 @@ ACTIVE = """() => { const el = document.activeElement; const style = getComputed
 def _pages(console: Console) -> list[tuple[str, str, str]]:
     session, approval = console.run_to_approval("alice")
     return [("sessions", "alice", "/"), ("session", "alice", f"/sessions/{session}"),
-            ("approvals", "bob", "/approvals"), ("audit", "carol", "/audit"), ("policy", "carol", "/policy")]
+            ("approvals", "bob", "/approvals"), ("audit", "carol", "/audit"), ("policy", "carol", "/policy"),
+            ("policy-replay", "carol", "/policy?agent=desk&replay=desk.next.rules")]
 
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])

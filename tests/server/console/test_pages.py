@@ -121,3 +121,18 @@ def test_an_unknown_page_is_a_page_and_an_unknown_api_route_is_json(console, bro
     with console.api("alice") as api:
         answer = api.get("/v1/nowhere")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_replay_view_reads_only_rule_files_beside_the_agents_and_names_their_mistakes(console, browse) -> None:
+    console.run_to_approval("alice")
+    carol = browse("carol")
+    page = carol.get("/policy?agent=desk").text
+    assert '<option value="desk.next.rules">' in page and '<option value="desk.rules">' in page
+    for elsewhere in ("../../../etc/passwd", "/etc/hosts", "tools.py"):
+        refused = carol.get("/policy", params={"agent": "desk", "replay": elsewhere})
+        assert refused.status_code == 400 and "is not a rule file beside a served agent" in refused.text
+    broken = carol.get("/policy?agent=desk&replay=desk.broken.rules")
+    assert broken.status_code == 200 and "desk.broken.rules:2:27: expected an operator" in broken.text
+    replayed = carol.get("/policy?agent=desk&replay=desk.next.rules").text
+    assert "2 would flip" in replayed
+    assert browse("alice").get("/policy?agent=desk&replay=desk.next.rules").status_code == 403

@@ -189,7 +189,7 @@ def audit(request: Request, session: str | None = None) -> Response:
 
 
 @router.get("/policy", response_class=HTMLResponse)
-def policy(request: Request, agent: str | None = None) -> Response:
+def policy(request: Request, agent: str | None = None, replay: str | None = None) -> Response:
     started = time.perf_counter()
     who = viewer(request)
     _needs(who.principal, AUDITOR)
@@ -197,5 +197,28 @@ def policy(request: Request, agent: str | None = None) -> Response:
     names = sorted(service.agents)
     chosen = _text(agent, "agent") or (names[0] if names else None)
     report = queries.policy_report(service.store, service.agent(chosen or ""))
+    files = views.rule_files(service.agents.values())
+    wanted = _text(replay, "replay")
+    if wanted is not None and wanted not in files:
+        raise BadRequest(f"?replay={wanted!r} is not a rule file beside a served agent ({', '.join(files) or 'none'})")
+    replayed, problem = (_replay(service.store, files[wanted], wanted, chosen) if wanted else (None, None))
     return page(request, "policy.html", {**_base(request, who, "policy"), "report": report, "agents": names,
-                                          "agent": chosen}, started=started)
+                                          "agent": chosen, "files": list(files), "replay": wanted or "",
+                                          "replayed": replayed, "problem": problem}, started=started)
+
+
+def _replay(store: Any, path: Any, name: str, agent: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Re-decide the agent's stored calls under the rule file (``corral rules replay``'s function)."""
+    from corral.errors import RuleSyntaxError
+    from corral.governance.rules import Policy
+    from corral.governance.rules.replay import replay
+
+    try:
+        rules = Policy.from_sources([(path.read_text(encoding="utf-8"), name)])
+    except RuleSyntaxError as exc:  # it names the file, line and column itself
+        return None, str(exc)
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{name} cannot be read: {exc}"
+    report = replay(store, rules, agent=agent)
+    return {"replayed": report.replayed, "skipped": sorted(report.skipped.items()), "changes": report.changes,
+            "flips": report.flips, "problems": list(report.problems)}, None

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 #: Harness refusals that happen before governance (no trace is made for them): the loop's own words.
@@ -19,7 +20,7 @@ _UNGOVERNED = ("arguments are not valid JSON", "unknown tool ", "is not in allow
 #: Trace kinds that belong in the transcript's view of calls (model spending and plans do not).
 CALL_KINDS = ("call", "compensation", "recovery")
 
-BADGES = {"allowed": "ok", "approved": "ok", "flagged": "warn", "pending": "wait", "denied": "bad",
+BADGES = {"allowed": "ok", "approved": "ok", "flagged": "warn", "pending": "wait", "approval": "wait", "denied": "bad",
           "blocked": "bad"}
 
 
@@ -212,6 +213,20 @@ def transaction(store: Any, record: Mapping[str, Any]) -> dict[str, Any] | None:
                   e.get("trace")) for e in latest.values()]
     return {"id": tx_id, "state": tx.get("state"), "plan": tx.get("plan"), "paused_for": tx.get("paused_for"),
             "deferred": list(tx.get("deferred") or ()), "steps": steps}
+
+
+# ------------------------------------------------------------------------------------------ replay
+
+
+def rule_files(agents: Iterable[Any]) -> dict[str, Path]:
+    """The rule files a replay may read: the ``*.rules`` beside each served agent's file, by name. Only
+    these — a page never names a path of its own choosing on the server."""
+    found: dict[str, Path] = {}
+    for agent in agents:
+        folder = Path(agent.path).resolve().parent
+        for path in sorted(folder.glob("*.rules")):
+            found.setdefault(path.name if path.name not in found else f"{folder.name}/{path.name}", path)
+    return found
 
 
 # ------------------------------------------------------------------------------------------- times
