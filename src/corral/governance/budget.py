@@ -117,6 +117,8 @@ class BudgetView:
     scope: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.limit is None and not self.spent and not self.reserved:
+            return {"limit": None, "spent": 0.0, "reserved": 0.0, "pct": 0.0, "gate": None}
         return {
             "limit": self.limit,
             "spent": self.spent,

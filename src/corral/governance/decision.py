@@ -27,6 +27,9 @@ BLOCKED = "blocked"
 APPROVAL_REQUIRED = "approval_required"
 
 
+_ZERO = Decimal(0)
+
+
 class Facts:
     """What the rules may look at (``RuleFacts``): one object per call, built once, read many times."""
 
@@ -69,10 +72,13 @@ class Facts:
         self.phase = phase
         self.args = args
         self.cost = cost
-        self.budget_pct = float(budget.fraction * 100)
         least = budget.least_left
-        self.spent = least.spent if least is not None else Decimal(0)
-        self.remaining = least.remaining if least is not None else None
+        if least is None:  # no budget: nothing to work out
+            self.budget_pct, self.spent, self.remaining = 0.0, _ZERO, None
+        else:
+            self.budget_pct = float(budget.fraction * 100)
+            self.spent = least.spent
+            self.remaining = least.remaining
         self.principal = principal
         self.roles = roles
         self.agent = agent

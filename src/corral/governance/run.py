@@ -12,11 +12,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+#: Results that are never awaitable: checked by type first, since ``inspect.isawaitable`` is slow.
+_PLAIN = frozenset({dict, list, str, int, float, bool, tuple, bytes, type(None)})
+
 
 def run_sync(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
     """Call a tool from sync code; an async one runs to completion on its own loop."""
     result = fn(**kwargs)
-    if inspect.isawaitable(result):
+    if type(result) not in _PLAIN and inspect.isawaitable(result):
         return _run_coroutine(result)
     return result
 

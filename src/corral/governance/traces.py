@@ -21,7 +21,8 @@ def iso(ts: datetime) -> str:
     last = _last_iso  # one (time, text) pair, replaced whole: a reader sees a pair, never half of one
     if last[0] == ts:  # calls in the same instant (a clock, or a burst within one tick) share the text
         return last[1]
-    text = ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+    text = utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     _last_iso = (ts, text)
     return text
 

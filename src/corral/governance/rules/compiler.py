@@ -604,8 +604,8 @@ def _number(value: Any) -> Decimal | None:
     kind = type(value)
     if kind is int:
         return Decimal(value)
-    if kind is float:
-        return Decimal(repr(value))
+    if kind is float:  # exactly as written (0.1 is 0.1); a whole number skips the text round trip
+        return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
     if kind is Decimal:
         return value
     if isinstance(value, bool):
