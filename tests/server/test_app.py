@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -204,6 +205,14 @@ def test_another_principals_session_is_not_found_auditors_read_admins_act(serve:
             ["payer.rules:1", "payer.rules:2", "payer.rules:3"]
         assert clients["alice"].get("/v1/policy", params={"agent": "browse"}).status_code == 403
         assert clients["carol"].get("/v1/policy", params={"agent": "nope"}).status_code == 404
+        # someone with the database deletes the session's whole chain: the audit says so, it is no fresh session
+        path = sqlite_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM audit WHERE session_id = ?", (sid,))
+            db.execute("DELETE FROM heads WHERE session_id = ?", (sid,))
+        report = clients["carol"].get("/v1/audit/verify").json()
+        assert not report["ok"] and [p["session"] for p in report["problems"]] == [sid]
+        assert "missing" in report["problems"][0]["what"]
     finally:
         for client in clients.values():
             client.close()

@@ -198,24 +198,16 @@ def visible_approval(store: Any, principal: Principal, approval_id: str) -> dict
 
 
 def audit_report(store: Any, session: str | None = None) -> dict[str, Any]:
-    """Verify one session's chain, or every session's: ``{ok, checked, problems: [{session, record, what}]}``."""
-    from corral.store.audit import verify_session
+    """Verify one session's chain, or every session's and every chain's (a chain whose session record
+    was deleted included): ``{ok, checked, problems: [{session, record, what}]}``."""
+    from corral.store.audit import verify_store
 
-    if session is not None:
-        if store.get_session(session) is None:
-            raise NotFound(f"no session {session!r}")
-        ids = [session]
-    else:
-        ids = [s["id"] for s in store.list_sessions()]
-    problems = []
-    for sid in ids:
-        try:
-            result = verify_session(store, sid)
-        except Exception as exc:  # a damaged store is a finding, never a crash
-            result = {"ok": False, "bad_record": None, "why": f"could not be read: {type(exc).__name__}: {exc}"}
-        if not result["ok"]:
-            problems.append({"session": sid, "record": result.get("bad_record"), "what": result["why"]})
-    return {"ok": not problems, "checked": len(ids), "problems": problems}
+    if session is not None and store.get_session(session) is None:
+        raise NotFound(f"no session {session!r}")
+    results = verify_store(store, session)
+    problems = [{"session": r["session"], "record": r.get("bad_record"), "what": r["why"]}
+                for r in results if not r["ok"]]
+    return {"ok": not problems, "checked": len(results), "problems": problems}
 
 
 # --------------------------------------------------------------------------------------------- policy
