@@ -815,3 +815,25 @@ def test_a_shadow_rules_file_in_the_agent_file_is_traced_never_enforced(project:
     trace = kernel(project).traces[-1]
     assert trace.decision == "allowed"
     assert trace.shadow["decision"] == "blocked" and trace.shadow["rules"][0].endswith("trial.rules:1")
+
+
+def test_the_corral_command_reaches_the_local_hook_without_the_cli_framework(project: Path) -> None:
+    """``corral hook claude-code`` runs once per tool event: the console script goes straight to the hook."""
+    probe = (
+        "import io, json, os, sys\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(os.environ['EVENT'].encode()))\n"
+        "sys.argv = ['corral', 'hook', 'claude-code', '--agent', sys.argv[1]]\n"
+        "from corral.launch import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "loaded = sorted(m for m in ('click', 'typer', 'rich') if m in sys.modules)\n"
+        "print(json.dumps({'code': code, 'frameworks': loaded}), file=sys.stderr)\n"
+    )
+    body = json.dumps(event("PreToolUse", "Read", {"file_path": "/x"}, "t1"))
+    done = subprocess.run([PYTHON, "-c", probe, str(project / "agent.yaml")], cwd=project, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "EVENT": body})
+    verdict = json.loads(done.stderr.strip().splitlines()[-1])
+    assert verdict == {"code": 0, "frameworks": []}, done.stderr
+    assert json.loads(done.stdout)["hookSpecificOutput"]["permissionDecision"] == "allow"
