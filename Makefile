@@ -29,13 +29,15 @@ tour: $(STAMP)  ## the governance kernel on its own, step by step
 trifecta: $(STAMP)  ## information flow: private data + untrusted content, and the way out is refused
 	$(BIN)/python examples/support_inbox/demo.py
 
-test: $(STAMP)  ## lint, then the whole test suite, then the benchmarks in quick mode
+test: $(STAMP)  ## lint and the import contracts, then the whole test suite, then the benchmarks in quick mode
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m benchmarks --quick
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the import contracts of pyproject.toml (DESIGN §17)
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## the full benchmark table
 	$(BIN)/python -m benchmarks

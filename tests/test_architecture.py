@@ -7,7 +7,13 @@ import-linter cannot: that a name beginning with ``_`` is used only in the modul
 from __future__ import annotations
 
 import ast
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "corral"
 
@@ -65,3 +71,43 @@ def test_the_check_finds_a_private_name_used_across_modules(tmp_path: Path) -> N
                    encoding="utf-8")
     found = private_uses(bad)
     assert len(found) == 2 and "imports _private" in found[0] and "._prepare" in found[1]
+
+
+# -- the import contracts (pyproject.toml, [tool.importlinter]) -------------------------------------------
+
+ROOT = SRC.parents[1]
+
+
+def lint_imports(source_root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` with the project's contracts over the ``corral`` package found under ``source_root``."""
+    env = {**os.environ, "PYTHONPATH": str(source_root)}
+    command = [str(Path(sys.executable).with_name("lint-imports")), "--config", str(ROOT / "pyproject.toml"),
+               "--no-cache"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_house_keeps_its_import_contracts() -> None:
+    result = lint_imports(SRC.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(("where", "line", "contract"), [
+    # the store importing the kernel: an arrow back up
+    ("store/urls.py", "from corral.governance.budget import parse_budget", "One direction"),
+    # a circle inside one layer, hidden in a function as the old ones were
+    ("governance/plans.py", "def _later():\n    from corral.governance.transactions import Transaction",
+     "No circles"),
+    # one provider borrowing another's code
+    ("harness/models/gemini.py", "from corral.harness.models.openai import OpenAIModel", "know nothing"),
+])
+def test_a_new_upward_import_or_circle_breaks_a_contract(tmp_path: Path, where: str, line: str,
+                                                         contract: str) -> None:
+    copy = tmp_path / "src"
+    shutil.copytree(SRC, copy / "corral", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "corral" / where
+    target.write_text(target.read_text(encoding="utf-8") + "\n\n" + line + "\n", encoding="utf-8")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    broken = [block for block in result.stdout.split("\n\n") if "BROKEN" in block]
+    assert any(contract in block for block in broken), result.stdout

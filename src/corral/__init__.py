@@ -18,6 +18,7 @@ from corral.errors import (
     StoreError,
     TransactionFailed,
 )
+from corral.version import __version__ as __version__
 
 # ``typing`` is not imported at run time: a per-call hook process pays for every module it loads
 TYPE_CHECKING = False
@@ -81,4 +82,3 @@ __all__ = [
     "Transaction",
     "TransactionFailed",
 ]
-__version__ = "0.1.0"

@@ -21,7 +21,7 @@ import yaml
 from corral.harness.config import load_agent
 from corral.harness.runtime import governor_from_config
 
-PROXY = [sys.executable, "-m", "corral.commands.mcp"]
+PROXY = [sys.executable, "-m", "corral.cli.mcp"]
 CORRAL = [sys.executable, "-m", "corral.cli"]
 
 

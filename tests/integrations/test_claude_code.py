@@ -574,7 +574,7 @@ def test_a_decision_that_cannot_be_stored_is_refused(project: Path) -> None:
 def run_hook(project: Path, body: dict[str, Any] | str, *extra: str, module: bool = True,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     args = ([PYTHON, "-m", "corral.integrations.claude_code"] if module
-            else [PYTHON, "-c", "from corral.commands.hook import hook; hook()", "claude-code"])
+            else [PYTHON, "-c", "from corral.cli.hook import hook; hook()", "claude-code"])
     text = body if isinstance(body, str) else json.dumps(body)
     return subprocess.run([*args, "--agent", str(project / "agent.yaml"), *extra], input=text, text=True,
                           capture_output=True, cwd=project, env={**os.environ, **(env or {})}, timeout=60)
@@ -706,7 +706,7 @@ def test_install_refuses_to_overwrite_a_broken_settings_file(tmp_path: Path) -> 
 
 
 def test_install_cli_for_the_user_honours_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from corral.commands.hook import hook
+    from corral.cli.hook import hook
 
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
@@ -724,7 +724,7 @@ def test_the_installed_command_runs_the_hook(project: Path) -> None:
     """The exact command written into settings.json, run by a shell as Claude Code does, blocks or allows."""
     launcher = project / "corral-cli"  # stands in for the `corral` script, with the hook group registered
     launcher.write_text(
-        f'#!/bin/sh\nexec "{PYTHON}" -c "import click; from corral.commands.hook import hook; '
+        f'#!/bin/sh\nexec "{PYTHON}" -c "import click; from corral.cli.hook import hook; '
         f'main = click.Group(); main.add_command(hook); main()" "$@"\n', encoding="utf-8")
     launcher.chmod(0o755)
     _, settings = cc.install(project / "agent.yaml", project_dir=project, executable=str(launcher))
@@ -740,7 +740,7 @@ def test_the_installed_command_runs_the_hook(project: Path) -> None:
 
 
 def test_hook_cli_reads_stdin(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from corral.commands.hook import hook
+    from corral.cli.hook import hook
 
     monkeypatch.chdir(project)
     monkeypatch.delenv("CLAUDE_PROJECT_DIR", raising=False)

@@ -59,7 +59,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from corral.harness.config import load_agent
 from corral.harness.runtime import governor_from_config
 
-PROXY = [sys.executable, "-m", "corral.commands.mcp"]
+PROXY = [sys.executable, "-m", "corral.cli.mcp"]
 STORE_TIMEOUT = 0.5  # seconds the proxy waits for the SQLite write lock before the store fails
 
 UPSTREAM = textwrap.dedent('''\

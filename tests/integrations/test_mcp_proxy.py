@@ -1,6 +1,6 @@
 """``corral mcp-proxy`` end to end: the official MCP SDK client, real upstream servers, a real SQLite store.
 
-The proxy runs as its own process (``python -m corral.commands.mcp``, what ``corral mcp-proxy`` runs);
+The proxy runs as its own process (``python -m corral.cli.mcp``, what ``corral mcp-proxy`` runs);
 approvals and phase moves come from other processes through the same store, as a person's would.
 """
 
@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from corral.harness.config import load_agent
 from corral.harness.runtime import governor_from_config
 
-PROXY = [sys.executable, "-m", "corral.commands.mcp"]
+PROXY = [sys.executable, "-m", "corral.cli.mcp"]
 CORRAL = [sys.executable, "-m", "corral.cli"]
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time"]
 GIT_SERVER = [sys.executable, "-m", "mcp_server_git"]

@@ -21,7 +21,7 @@ import mcp_types as types
 import yaml
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-PROXY = [sys.executable, "-m", "corral.commands.mcp"]
+PROXY = [sys.executable, "-m", "corral.cli.mcp"]
 
 
 def _everything() -> list[str]:

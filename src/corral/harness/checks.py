@@ -20,8 +20,11 @@ _BUILTIN_NAMES = {
 
 
 def environment_problems(config: Any) -> list[tuple[str, str]]:
-    """``[(path in the file, message)]`` for everything the agent file asks that cannot be had here."""
-    from corral.harness.config import BuiltinTool, ClientTool, McpTool, OpenApiTool
+    """``[(path in the file, message)]`` for everything the agent file asks that cannot be had here.
+
+    ``config`` is an ``AgentConfig``; its tool entries are told apart by their ``kind``, so this module
+    needs nothing from the one that defines them (which calls it).
+    """
     from corral.harness.tools.credentials import Vault
 
     problems: list[tuple[str, str]] = []
@@ -32,15 +35,15 @@ def environment_problems(config: Any) -> list[tuple[str, str]]:
             problems.append((f"credentials.{name}", problem))
     for i, tool in enumerate(config.tools):
         where = f"tools[{i}]"
-        if isinstance(tool, BuiltinTool):
+        if tool.kind == "builtin":
             problems += [(f"{where}.{key}", msg) for key, msg in builtin_problems(tool, config)]
-        elif isinstance(tool, OpenApiTool):
+        elif tool.kind == "openapi":
             problems += _openapi_problems(tool, config, vault, where)
-        elif isinstance(tool, McpTool) and tool.mcp.credential is not None \
+        elif tool.kind == "mcp" and tool.mcp.credential is not None \
                 and tool.mcp.credential not in vault.sources:
             problems.append((f"{where}.mcp.credential", f"unknown credential {tool.mcp.credential!r} "
                              f"(credentials: {', '.join(vault.names) or 'none are declared'})"))
-        elif isinstance(tool, ClientTool) and tool.client.parameters.get("type", "object") != "object":
+        elif tool.kind == "client" and tool.client.parameters.get("type", "object") != "object":
             problems.append((f"{where}.client.parameters", "a client tool's parameters are a JSON Schema of type "
                              f"object, got type {tool.client.parameters.get('type')!r}"))
     if config.skills:

@@ -6,17 +6,15 @@ with its path in the file and the bad value — a person fixes a file once, not 
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corral.errors import ConfigError
+from corral.harness.imports import resolve_import
 
 EFFECT = Literal["read", "reversible", "irreversible"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -108,6 +106,7 @@ class _Flow(_Strict):
 
 
 class PythonTool(_Flow):
+    kind: ClassVar[str] = "python"  # the key that makes an entry of tools: this kind
     python: str
     name: str | None = None
     effect: EFFECT | None = None
@@ -177,6 +176,7 @@ class _ServerFlow(_Strict):
 
 
 class McpTool(_ServerFlow):
+    kind: ClassVar[str] = "mcp"  # the key that makes an entry of tools: this kind
     mcp: McpServer
     prefix: str | None = None
     effects: dict[str, EFFECT] = Field(default_factory=dict)
@@ -185,6 +185,7 @@ class McpTool(_ServerFlow):
 
 
 class BuiltinTool(_Flow):
+    kind: ClassVar[str] = "builtin"  # the key that makes an entry of tools: this kind
     builtin: Literal["files", "shell", "python", "browser"]
     effect: EFFECT | None = None
     effects: dict[str, EFFECT] = Field(default_factory=dict)  # per tool name (the browser's)
@@ -201,6 +202,7 @@ class OpenApiSource(_Strict):
 
 
 class OpenApiTool(_ServerFlow):
+    kind: ClassVar[str] = "openapi"  # the key that makes an entry of tools: this kind
     openapi: OpenApiSource
     effects: dict[str, EFFECT] = Field(default_factory=dict)
     compensate: dict[str, str] = Field(default_factory=dict)
@@ -216,6 +218,7 @@ class ClientToolSpec(_Strict):
 
 
 class ClientTool(_Strict):
+    kind: ClassVar[str] = "client"  # the key that makes an entry of tools: this kind
     client: ClientToolSpec
 
 
@@ -414,27 +417,6 @@ def _tool_union_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
             for where, msg in _pydantic_problems(exc):
                 problems.append((f"tools[{i}].{where}" if where != "(top level)" else f"tools[{i}]", msg))
     return problems
-
-
-def resolve_import(path: str, base_dir: Path) -> Callable[..., Any]:
-    """``module:function`` with the agent file's directory first on ``sys.path``."""
-    module_name, _, attr = path.partition(":")
-    base = str(base_dir.resolve())
-    if base not in sys.path:
-        sys.path.insert(0, base)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigError(f"cannot import {module_name!r}: {exc}") from None
-    target: Any = module
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(f"{module_name!r} has no {attr!r}") from None
-    if not callable(target):
-        raise ConfigError(f"{path} is not callable")
-    return target
 
 
 def _semantic_problems(config: AgentConfig) -> list[tuple[str, str]]:

@@ -31,8 +31,7 @@ class RunContext:
     @property
     def sandbox(self) -> Any:
         if self._sandbox is None:
-            from corral.harness.sandbox import Sandbox  # started only by the tools that run commands
-            from corral.harness.tools.session_builtins import isolation_for
+            from corral.harness.sandbox import Sandbox, isolation_for  # only the tools that run commands
 
             self._sandbox = Sandbox(self.workspace, isolation=isolation_for(getattr(self.harness, "config", None)))
         return self._sandbox

@@ -24,9 +24,9 @@ from corral.harness.config import (
     McpTool,
     OpenApiTool,
     PythonTool,
-    resolve_import,
 )
 from corral.harness.context import current
+from corral.harness.imports import resolve_import
 from corral.harness.phase_tools import PHASE_TOOLS
 from corral.harness.tools.schema import schema_from_signature
 

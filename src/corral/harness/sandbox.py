@@ -123,6 +123,12 @@ UNISOLATED_FIX = ("install bubblewrap (apt-get install bubblewrap) and allow unp
                   "say `sandbox: unisolated` in the agent file to accept commands that reach the whole host")
 
 
+def isolation_for(config: Any) -> str:
+    """The isolation an agent file asks of its ``shell`` and ``python`` tools: bubblewrap, required —
+    unless the file says ``sandbox: unisolated``, accepting commands unconfined where bubblewrap cannot run."""
+    return AUTO if getattr(config, "sandbox", "isolated") == "unisolated" else BUBBLEWRAP
+
+
 def isolation_problem() -> str | None:
     """Why commands cannot run isolated here, with the fix; None when bubblewrap works."""
     probe = probe_bubblewrap()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from corral.governance.rules.compiler import Policy
 from corral.governance.rules.nodes import RuleFile
+from corral.version import __version__
 
 #: Bumped whenever the node classes change shape, so old entries are parsed again, never misread.
 FORMAT = 2
@@ -29,8 +30,6 @@ _ALLOWED = {("decimal", "Decimal"), ("builtins", "frozenset"), ("builtins", "set
 
 def cached_policy(sources: Sequence[tuple[str, str] | tuple[str, str, str | None]], directory: Path) -> Policy:
     """The policy of ``(text, source[, mode])``, parsing only the text no cached entry holds."""
-    from corral import __version__
-
     files: list[RuleFile] = []
     for item in sources:
         text, source = item[0], item[1]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from corral.errors import ConfigError
+from corral.harness.imports import resolve_import
 
 T = TypeVar("T")
 
@@ -110,8 +111,6 @@ def plan_tools(
     Raises ``ConfigError`` for an override that names no listed tool (a typo must not silently leave a
     tool with its annotated effect, or its results unlabelled) or a compensation that cannot be imported.
     """
-    from corral.harness.config import resolve_import
-
     effects, compensate, cost = dict(effects or {}), dict(compensate or {}), dict(cost or {})
     per_tool_labels = dict(labels) if isinstance(labels, Mapping) else {}
     per_tool_tags = dict(tags) if isinstance(tags, Mapping) else {}

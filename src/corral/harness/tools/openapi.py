@@ -36,6 +36,7 @@ from urllib.parse import quote
 import yaml
 
 from corral.errors import ConfigError
+from corral.harness.imports import resolve_import
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 READ_METHODS = ("get", "head")
@@ -408,8 +409,6 @@ class OpenApiToolPlan:
 
 def plan_openapi_tools(entry: Any, base_dir: Path, vault: Any) -> tuple[OpenApiClient, list[OpenApiToolPlan]]:
     """The client and the tools an ``openapi:`` entry gives; every problem is a ``ConfigError``."""
-    from corral.harness.config import resolve_import
-
     source = entry.openapi
     doc, ops = operations(source, base_dir)
     base_url = base_url_of(source, doc)

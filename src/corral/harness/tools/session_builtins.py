@@ -27,18 +27,13 @@ def _tools_for(harness: Any, kind: str, session_id: str, timeout: float | None) 
         if kind == "files":
             tools = files_tools(Workspace(Path(workspace_dir)))
         else:
-            from corral.harness.sandbox import Sandbox
+            from corral.harness.sandbox import Sandbox, isolation_for
 
             sandbox = Sandbox(Path(workspace_dir), isolation=isolation_for(harness.config),
                               **({"timeout": timeout} if timeout else {}))
             tools = [shell_tool(sandbox) if kind == "shell" else python_tool(sandbox)]
         cache[key] = {t.name: t for t in tools}
     return cache[key]
-
-
-def isolation_for(config: Any) -> str:
-    """bubblewrap, required — unless the agent file accepts running commands unconfined where it cannot run."""
-    return "auto" if getattr(config, "sandbox", "isolated") == "unisolated" else "bubblewrap"
 
 
 def _prototypes(kind: str, timeout: float | None) -> list[BuiltinTool]:

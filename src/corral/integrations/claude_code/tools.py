@@ -16,12 +16,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from corral.errors import ConfigError, PhaseError
-
-if TYPE_CHECKING:
-    from corral.integrations.claude_code.facts import AgentFacts
 
 READ = "read"
 REVERSIBLE = "reversible"
@@ -88,7 +85,7 @@ class LazyImport:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._fn is None:
-            from corral.harness.config import resolve_import
+            from corral.harness.imports import resolve_import
 
             self._fn = resolve_import(self.ref, self.base_dir)
         return self._fn(*args, **kwargs)
@@ -139,7 +136,15 @@ def _mcp_flow(entry: Mapping[str, Any], name: str, tool: str) -> dict[str, Any]:
                   "untrusted": entry.get("untrusted")})
 
 
-def declare_tool(name: str, facts: AgentFacts, snapshots: FileSnapshots | None = None) -> ToolDeclaration | None:
+class DeclaredTools(Protocol):
+    """What ``declare_tool`` reads of an agent file: ``AgentFacts`` (facts.py) is the one that is passed."""
+
+    base_dir: str
+    allowed_tools: tuple[str, ...]
+    tools: tuple[dict[str, Any], ...]
+
+
+def declare_tool(name: str, facts: DeclaredTools, snapshots: FileSnapshots | None = None) -> ToolDeclaration | None:
     """The declaration of Claude Code tool ``name`` under an agent file, or None when it is not allowed."""
     from fnmatch import fnmatchcase
 

@@ -74,5 +74,5 @@ def mcp_proxy(agent_file: str, server_url: str | None, upstream_url: str | None,
                        principal=principal, store=store, listen=listen, timeout=timeout))
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m corral.commands.mcp` until the CLI registers it
+if __name__ == "__main__":  # pragma: no cover - `python -m corral.cli.mcp` until the CLI registers it
     mcp_proxy()

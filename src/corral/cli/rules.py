@@ -1,4 +1,4 @@
-"""``corral rules test|export|import|replay``: the policy lifecycle at the command line (DESIGN §14).
+"""``corral rules check|test|export|import|replay``: the policy lifecycle at the command line (DESIGN §14).
 
 Each command is a thin wrapper: the work is a plain function in ``corral.governance.rules`` (or
 ``corral.governance.replay``) that the server can call too; this module reads options, renders a
@@ -14,6 +14,114 @@ import sys
 from typing import Any
 
 import click
+
+# -- corral rules: the group, and check ------------------------------------------------------------
+
+_RULES_EPILOG = """\b
+A rules file has one rule per line:
+  TIMEZONE Europe/Berlin
+  DEFAULT ALLOW
+  BLOCK send_email WHEN phase IS NOT commit
+  REQUIRE APPROVAL FOR issue_refund WHEN arg.amount ABOVE 100 BECAUSE "refunds over $100 need a human"
+  FLAG * WHEN time OUTSIDE 09:00-17:00     # comments start with #
+"""
+
+
+@click.group(epilog=_RULES_EPILOG)
+def rules() -> None:
+    """Check, test, translate and replay *.rules policy files (BLOCK, ALLOW, FLAG, REQUIRE APPROVAL)."""
+
+
+_CHECK_EPILOG = """\b
+Examples:
+  corral rules check refunds.rules
+  corral rules check refunds.rules mail.rules --tools issue_refund,send_email,lookup_order
+  corral rules check refunds.rules --config agent.yaml      the agent file's tools are the known ones
+  corral rules check refunds.rules --json | jq '.[] | select(.severity == "error")'
+
+\b
+Output, one line per finding:
+  refunds.rules:4:1: error: this rule can never match: ...
+  refunds.rules:7:30: warning: arg.note is used without "arg.note EXISTS": ...
+  trial.rules:1:1: note: MODE SHADOW: 2 shadow rules (lines 2, 3) evaluated and traced, never enforced
+
+\b
+Exit status:
+  0  no errors (warnings and notes alone still pass)
+  1  at least one error
+  2  usage error (a file that does not exist, a bad option)
+"""
+
+
+@rules.command("check", epilog=_CHECK_EPILOG)
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--tools",
+    "tools",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Tool names the agent registers; rules aimed at any other tool are reported. "
+    "Comma-separated, may be repeated.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="An agent file: its tools (Python, built-ins, MCP effects, the phase tools) are the known tools.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnostics as a JSON list.")
+def check(files: tuple[str, ...], tools: tuple[str, ...], config: str | None, as_json: bool) -> None:
+    """Check rules FILES the way the governor will load them, and more.
+
+    Reports syntax errors (with line and column), rules aimed at unknown tools (with --tools), rules
+    that can never match, ALLOW rules that a BLOCK always overrides, and optional arguments used
+    without EXISTS (a missing argument makes a condition indeterminate: BLOCK and REQUIRE APPROVAL
+    then fail closed, ALLOW and FLAG do not match). The files are checked together, as one policy.
+    Shadow rules (SHADOW before a rule, MODE SHADOW atop a file) are listed in a note: they are
+    evaluated and traced, never enforced; a shadow BLOCK does not override an enforced ALLOW.
+    """
+    import json
+
+    from corral.governance.rules.lint import ERROR, WARNING, Diagnostic, lint_sources
+
+    known = None
+    if tools:
+        known = [name.strip() for option in tools for name in option.split(",") if name.strip()]
+    if config:
+        from corral.harness.config import AgentConfigError, known_tool_names, load_agent
+
+        try:
+            known = [*(known or []), *known_tool_names(load_agent(config, check=False))]
+        except AgentConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    sources: list[tuple[str, str]] = []
+    diagnostics: list[Diagnostic] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                sources.append((handle.read(), path))
+        except (OSError, UnicodeDecodeError) as error:
+            diagnostics.append(Diagnostic(ERROR, path, 1, 1, f"cannot read the file: {error}"))
+    diagnostics.extend(lint_sources(sources, known))
+
+    if as_json:
+        click.echo(json.dumps([d.to_dict() for d in diagnostics], indent=2))
+    else:
+        for diagnostic in diagnostics:
+            colour = {ERROR: "red", WARNING: "yellow"}.get(diagnostic.severity, "cyan")
+            location = f"{diagnostic.source}:{diagnostic.line}:{diagnostic.column}:"
+            severity = click.style(f"{diagnostic.severity}:", fg=colour, bold=True)
+            click.echo(f"{location} {severity} {diagnostic.message}")
+        errors = sum(d.severity == ERROR for d in diagnostics)
+        warnings = sum(d.severity == WARNING for d in diagnostics)
+        summary = f"{len(files)} file{'s' if len(files) != 1 else ''} checked: "
+        summary += f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+        click.echo(summary, err=True)
+    if any(d.severity == ERROR for d in diagnostics):
+        raise SystemExit(1)
+
+
 
 _TEST_EPILOG = """\b
 TESTS.yaml is a list of cases:
@@ -43,7 +151,7 @@ Exit status:
 """
 
 
-@click.command("test", epilog=_TEST_EPILOG)
+@rules.command("test", epilog=_TEST_EPILOG)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE.rules... TESTS.yaml")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @click.option("--strict", is_flag=True, help="Also fail when a rule is exercised by no case.")
@@ -141,7 +249,7 @@ Exit status:
 """
 
 
-@click.command("export", epilog=_EXPORT_EPILOG)
+@rules.command("export", epilog=_EXPORT_EPILOG)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="FILE.rules...")
 @click.option("--to", "target", type=click.Choice(["cedar"]), required=True, help="The language to write.")
 @click.option("--schema", is_flag=True, help="Print the Cedar schema (entities, actions, context) instead.")
@@ -207,7 +315,7 @@ Exit status:
 """
 
 
-@click.command("import", epilog=_IMPORT_EPILOG)
+@rules.command("import", epilog=_IMPORT_EPILOG)
 @click.argument("file", type=click.Path(dir_okay=False), metavar="FILE.cedar")
 def import_(file: str) -> None:
     """Translate the Cedar policies in FILE to corral rules (printed on stdout)."""
@@ -251,7 +359,7 @@ Exit status:
 """
 
 
-@click.command("replay", epilog=_REPLAY_EPILOG)
+@rules.command("replay", epilog=_REPLAY_EPILOG)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False), metavar="NEW.rules...")
 @click.option("--agent", "agent_file", type=click.Path(dir_okay=False), metavar="AGENT.yaml",
               help="The agent whose calls to replay; its store: unless --store.")

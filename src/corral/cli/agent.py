@@ -365,8 +365,7 @@ Example:
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds before the command is killed.")
 def session_exec(session_id: str, command: tuple[str, ...], agent_file: str, timeout: float) -> None:
     """Run COMMAND in a session's sandbox (its workspace), without the model and without token cost."""
-    from corral.harness.sandbox import Sandbox, SandboxUnavailable
-    from corral.harness.tools.session_builtins import isolation_for
+    from corral.harness.sandbox import Sandbox, SandboxUnavailable, isolation_for
 
     harness = _load_harness(agent_file, None, None)
     try:
