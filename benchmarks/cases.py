@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.cedar import CedarPolicies, Request
 from benchmarks.policies import CALLED_TOOL, FEW, Rule, corral_text, other_tools, ruleset
 from benchmarks.registry import Run, Target, Versus, case
+from benchmarks.timing import Stats
 
 FLOOR = "floor"
 KERNEL = "governed call (in-memory store)"
@@ -27,6 +28,7 @@ RULE_COUNTS = (10, 100, 1_000, 10_000)
 CEDAR_COUNTS = (10, 1_000, 10_000)
 
 READ_CALL = f"governed read call ({len(FEW)} rules)"
+READ_TARGET_US = 20.0  # p50 of the in-memory governed read with its full trace (kernel-seams issue)
 """The in-memory governed read: the row the store rows are compared with."""
 
 BENCH_REQUEST = Request(CALLED_TOOL, {"order_id": "A1"})
@@ -273,14 +275,19 @@ def raw_call(run: Run) -> list[float]:
 @case(READ_CALL, section=KERNEL, versus=[Versus("raw function call")])
 def governed_read(run: Run) -> list[float]:
     gov = run.shared("governor-few", lambda: build_governor(FEW))
-    return governed_calls(run, gov)
+    samples = governed_calls(run, gov)
+    p50 = Stats.of(samples).p50 / 1e3
+    run.note(f"{READ_CALL}: p50 {p50:,.1f} µs in memory with a full trace; target ≤ {READ_TARGET_US:g} µs: "
+             f"{'met' if p50 <= READ_TARGET_US else 'NOT met'} (reported, not enforced)")
+    return samples
 
 
 def _register_scaling() -> None:
     """The governed, decision and Cedar rows for each rule count: one group per count, so each
     count's governor (and Cedar policy set) is built once and dropped before the next count."""
     governed = {
-        10: [Versus(_policies(10)), Versus(_authorizer(10))],
+        10: [Versus(_policies(10), Target("<=", 0.5, "at 10 rules, half of Cedar at 10 policies")),
+             Versus(_authorizer(10))],
         100: [Versus(f"governed call, {_rules(10)}")],
         1_000: [
             Versus(_policies(1_000), Target("<=", 0.1, "≥10× faster than Cedar with the same 1,000 policies")),
@@ -299,7 +306,7 @@ def _register_scaling() -> None:
         case(
             f"decision only, {_rules(n)}",
             section=DECISION,
-            versus=[Versus(f"governed call, {_rules(n)}")],
+            versus=[Versus(f"governed call, {_rules(n)}", Target("<=", 0.5, "gov.check: half a governed call"))],
             group=group,
         )(lambda run, n=n: decisions_only(run, governor_for(run, n)))
         if n in CEDAR_COUNTS:

@@ -6,8 +6,9 @@ SQLite store: the difference is what the proxy adds per call (a JSON-RPC hop, th
 trace on disk). Process start and the handshake are not timed.
 
 The hook rows time ``corral hook claude-code`` as Claude Code runs it — a new process per event — from
-the spawn to its answer for a ``PreToolUse`` ``Read``, next to a bare ``python -c pass``. Its target
-(≤ 150 ms p50, so a hook on every tool call stays unnoticed) is printed as a note, never enforced.
+the spawn to its answer for a ``PreToolUse`` ``Read``, next to a Python that loads ``json`` and ``sqlite3``
+(what any hook reading an event and a store needs). Its targets (≤ 100 ms p50, and ≤ 3× that baseline)
+and the proxy's (≤ 1 ms added per call at p50) are reported, never enforced.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.registry import Run, Skip, Versus, case
+from benchmarks.registry import Run, Skip, Target, Versus, case
 from benchmarks.timing import Stats
 
 ENFORCEMENT = "enforcement points"
 MCP_DIRECT = "MCP tools/call, straight to mcp-server-time"
 MCP_PROXIED = "MCP tools/call through corral mcp-proxy (SQLite store)"
-PYTHON_START = "python -c pass (process start floor)"
+PYTHON_START = 'python -c "import json, sqlite3" (process start floor)'
 HOOK = "Claude Code hook: process start to decision (PreToolUse Read)"
-HOOK_TARGET_MS = 150.0
+HOOK_TARGET_MS = 100.0
+HOOK_TARGET = Target("<=", 3.0, "the hook within 3× of a Python that loads json and sqlite3")
+PROXY_TARGET_MS = 1.0  # added per tools/call at p50
 
 TIME_SERVER = [sys.executable, "-m", "mcp_server_time"]
-PROXY = [sys.executable, "-m", "corral.commands.mcp"]
+PROXY = [sys.executable, "-m", "corral.cli.mcp"]
 
 
 # -------------------------------------------------------------------------------------- how much
@@ -130,7 +133,9 @@ def mcp_proxied(run: Run) -> list[float]:
     if direct:
         added = _median(samples) - _median(direct)
         run.note(f"corral mcp-proxy adds {added / 1e6:,.2f} ms per tools/call at p50 "
-                 f"({_median(samples) / 1e6:,.2f} ms vs {_median(direct) / 1e6:,.2f} ms straight to the server)")
+                 f"({_median(samples) / 1e6:,.2f} ms vs {_median(direct) / 1e6:,.2f} ms straight to the server); "
+                 f"target ≤ {PROXY_TARGET_MS:g} ms: {'met' if added / 1e6 <= PROXY_TARGET_MS else 'NOT met'} "
+                 "(reported, not enforced)")
     return samples
 
 
@@ -160,10 +165,10 @@ def _time_processes(command: list[str], stdin: bytes, count: int, warmup: int, c
 
 @case(PYTHON_START, section=ENFORCEMENT, group="hook")
 def python_start(run: Run) -> list[float]:
-    return _time_processes([sys.executable, "-c", "pass"], b"", _hook_runs(run), 2, _folder(run))
+    return _time_processes([sys.executable, "-c", "import json, sqlite3"], b"", _hook_runs(run), 2, _folder(run))
 
 
-@case(HOOK, section=ENFORCEMENT, group="hook", versus=[Versus(PYTHON_START)])
+@case(HOOK, section=ENFORCEMENT, group="hook", versus=[Versus(PYTHON_START, HOOK_TARGET)])
 def claude_code_hook(run: Run) -> list[float]:
     folder = _folder(run)
     agent = _agent(folder)

@@ -95,10 +95,10 @@ def _replay(run: Run, kind: str) -> list[float]:
         run.problem(f"replay from {kind}: the stricter rule flipped nothing")
     samples = sample(lambda: replay(store, policy, agent="bench-replay"), 3, per=made, warmup=1)
     per_second = 1e9 / sorted(samples)[len(samples) // 2]
-    run.note(f"replay from {kind}: {per_second:,.0f} stored traces/s over {made:,} traces"
-             + (f" (goal ≥ {GOAL:,}/s from SQLite)" if kind == "sqlite" else ""))
-    if kind == "sqlite" and run.mode.name == "full" and per_second < GOAL:
-        run.problem(f"replay from SQLite: {per_second:,.0f} traces/s, below the goal of {GOAL:,}")
+    goal = ""
+    if kind == "sqlite":  # a target is reported, never enforced: a missed one is a finding, not a failed run
+        goal = f"; target ≥ {GOAL:,}/s: {'met' if per_second >= GOAL else 'NOT met'}"
+    run.note(f"replay from {kind}: {per_second:,.0f} stored traces/s over {made:,} traces{goal}")
     return samples
 
 

@@ -31,7 +31,7 @@ EXPECTED_ROWS = {
     "harness turn with one governed tool call",
     "MCP tools/call, straight to mcp-server-time",
     "MCP tools/call through corral mcp-proxy (SQLite store)",
-    "python -c pass (process start floor)",
+    'python -c "import json, sqlite3" (process start floor)',
     "Claude Code hook: process start to decision (PreToolUse Read)",
 }
 """The rows this suite knows; other modules (stores, proxies) add rows of their own."""
