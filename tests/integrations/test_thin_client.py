@@ -29,7 +29,8 @@ except SystemExit:
 third = sorted(m for m in sys.modules if m.split(".")[0] in
                ("click", "typer", "rich", "pydantic", "yaml", "lark", "httpx", "psycopg", "fastapi", "http"))
 ours = sorted(m for m in sys.modules if m.startswith("corral.") and m not in
-              ("corral.errors", "corral.launch", "corral.integrations", "corral.integrations.thin_client"))
+              ("corral.errors", "corral.version", "corral.launch", "corral.integrations",
+               "corral.integrations.thin_client"))
 print(third, ours)
 """
 
