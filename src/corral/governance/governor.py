@@ -8,7 +8,6 @@ clock, budget scopes and gates, approval settings, listeners.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -29,9 +28,10 @@ from corral.governance.records import call_record, describe, outcome
 from corral.governance.rules import Policy
 from corral.governance.session import Session
 from corral.governance.traces import Trace
+from corral.logs import get_logger
 from corral.store import Store, open_store
 
-log = logging.getLogger("corral")
+log = get_logger("corral")
 
 
 def rule_sources(rules: Any, mode: str | None = None) -> list[tuple[str, str, str | None]]:

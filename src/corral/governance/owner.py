@@ -8,7 +8,6 @@ lease has lapsed); an owner on another host is judged by its lease alone.
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 _BOOT_ID: str | None = None
@@ -39,11 +38,22 @@ def process_start(pid: int) -> str | None:
 _OWNER: dict[str, Any] | None = None
 
 
+def host_name() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (without loading ``socket`` where
+    ``os.uname`` answers: a per-call hook pays for every module it loads)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
 def owner_identity() -> dict[str, Any]:
     global _OWNER
     pid = os.getpid()
     if _OWNER is None or _OWNER["pid"] != pid:
-        _OWNER = {"host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
+        _OWNER = {"host": host_name(), "pid": pid, "start": process_start(pid)}
     return dict(_OWNER)
 
 
@@ -51,7 +61,7 @@ def owner_alive(owner: dict[str, Any] | None) -> bool:
     """True when the owning process still runs. Another host's owner is judged by its lease instead."""
     if not owner:
         return False
-    if owner.get("host") != socket.gethostname():
+    if owner.get("host") != host_name():
         return True
     pid = owner.get("pid")
     if not isinstance(pid, int):

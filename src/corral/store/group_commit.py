@@ -4,7 +4,6 @@ written many to a transaction, by a background thread, before any durable record
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 import time
@@ -13,8 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from corral.errors import ConfigError
+from corral.logs import get_logger
 
-log = logging.getLogger("corral.store")
+log = get_logger("corral.store")
 
 T = TypeVar("T")
 

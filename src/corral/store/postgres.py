@@ -13,7 +13,6 @@ the locks go out in one round trip, every write and the COMMIT in a second.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -23,6 +22,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from corral.errors import ConfigError, StoreError
+from corral.logs import get_logger
 from corral.store.migrations import (
     CURRENT_VERSION,
     POSTGRES_MIGRATION_LOCK,
@@ -52,7 +52,7 @@ try:
 except ImportError:  # pragma: no cover - psycopg is a dependency
     psycopg = None  # type: ignore[assignment]
 
-log = logging.getLogger("corral.store")
+log = get_logger("corral.store")
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +24,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from corral.errors import ConfigError, StoreError
+from corral.logs import get_logger
 from corral.store.audit import GENESIS
 from corral.store.migrations import CURRENT_VERSION, SCHEMA_VERSION_SQLITE, pending, too_new_message
 from corral.store.protocol import CloseCall, LogStep, OpenCall, Reserve, Settle, UpdateTransaction, gate_reached
@@ -45,7 +45,7 @@ from corral.store.sql import (
 )
 from corral.store.urls import parse_sqlite_url
 
-log = logging.getLogger("corral.store")
+log = get_logger("corral.store")
 
 T = TypeVar("T")
 

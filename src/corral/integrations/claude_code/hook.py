@@ -554,20 +554,55 @@ def run(
 
 
 
+USAGE = ("usage: corral hook claude-code --agent AGENT.yaml [--store URL] [--as PRINCIPAL] [--role ROLE]... "
+         "[--timeout SECONDS]")
+
+
+def parse_options(argv: list[str]) -> dict[str, Any]:
+    """The hook's options, read by hand: ``argparse`` (and the ``gettext`` it loads) costs a per-call
+    process more than the whole command line is worth. ``--name value`` and ``--name=value`` both work;
+    ``--role`` may repeat. Raises ``HookInputError`` naming the problem."""
+    names = {"--agent": "agent", "--store": "store", "--as": "principal", "--role": "roles", "--timeout": "timeout"}
+    options: dict[str, Any] = {"agent": None, "store": None, "principal": None, "roles": [], "timeout": DEADLINE}
+    items = iter(argv)
+    for item in items:
+        name, has_value, value = item.partition("=")
+        if name not in names:
+            raise HookInputError(f"unknown option {item!r}")
+        if not has_value:
+            value = next(items, None)  # type: ignore[assignment]
+            if value is None:
+                raise HookInputError(f"{name} needs a value")
+        key = names[name]
+        if key == "roles":
+            options["roles"].append(value)
+        elif key == "timeout":
+            try:
+                options["timeout"] = float(value)
+            except ValueError:
+                raise HookInputError(f"--timeout expects seconds, got {value!r}") from None
+        else:
+            options[key] = value
+    if not options["agent"]:
+        raise HookInputError("--agent is required")
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised through subprocess tests
     """``python -m corral.integrations.claude_code --agent AGENT.yaml``: the hook without the CLI."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="corral-claude-code-hook")
-    parser.add_argument("--agent", required=True)
-    parser.add_argument("--store")
-    parser.add_argument("--as", dest="principal")
-    parser.add_argument("--role", dest="roles", action="append", default=[])
-    parser.add_argument("--timeout", type=float, default=DEADLINE)
-    args = parser.parse_args(argv)
-    agent = Path(args.agent).resolve()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in arguments):
+        print(USAGE)
+        return 0
+    try:
+        options = parse_options(arguments)
+    except HookInputError as exc:
+        print(f"corral: {exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    agent = Path(options["agent"]).resolve()
     enter_project_dir()
-    return run(agent, store=args.store, principal=args.principal, roles=tuple(args.roles), timeout=args.timeout)
+    return run(agent, store=options["store"], principal=options["principal"], roles=tuple(options["roles"]),
+               timeout=options["timeout"])
 
 
 def enter_project_dir() -> None:
