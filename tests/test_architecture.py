@@ -40,6 +40,11 @@ def _defined_in(tree: ast.AST) -> set[str]:
     return names
 
 
+#: The standard library's documented names that start with an underscore (``os._exit``: end a process
+#: without its teardown, as the hook does once its answer is out).
+STDLIB_PUBLIC = frozenset({("os", "_exit")})
+
+
 def private_uses(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     own = _defined_in(tree)
@@ -54,6 +59,8 @@ def private_uses(path: Path) -> list[str]:
             if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
                 continue
             if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            if isinstance(owner, ast.Name) and (owner.id, node.attr) in STDLIB_PUBLIC:
                 continue
             if node.attr not in own:
                 found.append(f"{where}:{node.lineno}: uses .{node.attr}, defined elsewhere")

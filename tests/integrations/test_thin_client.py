@@ -22,6 +22,7 @@ STDLIB_ONLY = """
 import sys
 sys.argv = ["corral", "hook", "claude-code", "--server", "http://127.0.0.1:1", "--agent", "gate"]
 import corral.launch
+corral.launch.end_hook_process = sys.exit  # the real one ends the process before we can look
 try:
     corral.launch.main()
 except SystemExit:

@@ -42,14 +42,40 @@ def test_a_poisoned_entry_is_never_loaded_and_the_text_is_parsed_instead(tmp_pat
     marker = tmp_path / "pwned"
 
     class Evil:
-        def __reduce__(self):  # would run a command when unpickled
+        def __reduce__(self):  # would run a command if anything unpickled it
             return (subprocess.call, (["touch", str(marker)],))
 
-    entry.write_bytes(pickle.dumps(Evil()))
-    policy = cached_policy([(TEXT, "p.rules")], tmp_path)
-    assert not marker.exists() and len(policy.rules) == 2
-    entry.write_bytes(b"not a pickle")
-    assert len(cached_policy([(TEXT, "p.rules")], tmp_path).rules) == 2
+    planted = [
+        pickle.dumps(Evil()),  # an entry of the pickle era: never unpickled
+        b"not json",
+        b'{"@": "Popen", "v": [["touch", "x"]]}',  # a class that is not a rule node
+        b'{"@": "Rule", "v": ["block"]}',  # a node with the wrong fields
+        b'{"@": "Literal", "v": ["x", true, 1, 1]}',  # a node, but not a rule file
+        b"[1, 2, 3]",
+    ]
+    for bad in planted:
+        entry.write_bytes(bad)
+        policy = cached_policy([(TEXT, "p.rules")], tmp_path)
+        assert not marker.exists() and len(policy.rules) == 2
+        assert policy.sha256 == Policy.from_sources([(TEXT, "p.rules")]).sha256
+        assert entry.read_bytes() != bad  # replaced by the parsed text's entry
+
+
+def test_an_entry_holds_every_node_kind_and_round_trips(tmp_path: Path) -> None:
+    from corral.governance.rules.cache import decode, encode
+    from corral.governance.rules.parser import parse_rules
+
+    text = (
+        "TIMEZONE Europe/Berlin\nDEFAULT BLOCK\nREQUIRE PLAN\n"
+        'ALLOW pay WHEN arg.amount AT MOST $100.50 AND NOT (principal.role IN (intern, guest) OR day IN (sat, sun))\n'
+        'BLOCK send_* WHEN arg.to MATCHES "*@evil.test" UNLESS time INSIDE 09:00-17:00 BECAUSE "after hours"\n'
+        "FLAG * WHEN calls(send_*, 1h) ABOVE 3 AND arg.customer.tier IS gold\n"
+        "SHADOW BLOCK * WHEN budget ABOVE 90%\n"
+    )
+    parsed = parse_rules(text, "all.rules", mode="shadow")
+    back = decode(__import__("json").dumps(encode(parsed)))
+    assert back == parsed
+    assert Policy([back]).sha256 == Policy([parsed]).sha256
 
 
 def test_a_process_with_a_cached_policy_never_loads_the_parser(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ import inspect
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from corral.canonical import canonical_json, sha256_hex
+from corral.struct import field, fields_of, struct
 
 PENDING = "pending"
 APPROVED = "approved"
@@ -48,7 +48,7 @@ def binding_hash(session: str, tool: str, args: Mapping[str, Any], phase: str, p
     )
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Approval:
     """What an approver returns to name who decided and why."""
 
@@ -57,7 +57,7 @@ class Approval:
     reason: str | None = None
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class ApprovalRequest:
     """A request for a human decision on one exact call (or, with ``tool == "plan"``, a whole plan)."""
 
@@ -101,7 +101,7 @@ class ApprovalRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequest:
-        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
+        known = {k: data.get(k) for k in (f.name for f in fields_of(cls)) if k != "extra"}
         return cls(**known)  # type: ignore[arg-type]
 
 

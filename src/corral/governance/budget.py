@@ -7,13 +7,13 @@ arithmetic that turns a ledger's numbers into a gate, and the view a session sho
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
 from corral.errors import ConfigError
 from corral.governance.effects import to_money
+from corral.struct import struct
 
 DEGRADE = "degrade"
 FORCE_DECIDE = "force_decide"
@@ -74,7 +74,7 @@ def blocking_gate(gates: Sequence[tuple[str, Decimal]], effect: str) -> tuple[st
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ScopeUsage:
     """One budget scope as the ledger has it now."""
 
@@ -104,7 +104,7 @@ def gate_for(fraction: Decimal, gates: Sequence[tuple[str, Decimal]]) -> str | N
     return reached
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class BudgetView:
     """What ``s.budget`` shows: the tightest scope, in floats (the ledger keeps exact decimals)."""
 
@@ -132,7 +132,7 @@ class BudgetView:
 NO_BUDGET_VIEW = BudgetView(None, 0.0, 0.0, 0.0, None)
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class BudgetState:
     """The exact numbers behind a decision: tightest scope by fraction used, and by money left."""
 

@@ -21,7 +21,6 @@ recovery when the process that held it died inside a transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from corral.governance.pipeline import PendingCall, fault, finish, prepare, reco
 from corral.governance.records import NO_OUTCOME
 from corral.governance.traces import Trace
 from corral.store import OpenCall
+from corral.struct import struct
 
 #: ``annotate``: fields added to the decision record before it is written (the Claude Code hook files
 #: the ``tool_use_id`` there) — a mapping, or a function of the ``PendingCall``.
@@ -41,7 +41,7 @@ Annotate = Mapping[str, Any] | Callable[[PendingCall], Mapping[str, Any]] | None
 BeforeStep = Callable[[PendingCall, str], None] | None
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Call:
     """One executed call, as a compensation receives it: the tool, its arguments, its result."""
 

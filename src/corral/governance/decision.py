@@ -9,7 +9,6 @@ recorded, so a trace always shows the whole argument, not just the first objecti
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,6 +19,7 @@ from corral.governance.phases import COMMIT, phase_allows
 from corral.governance.plans import Plan
 from corral.governance.rules import decide as decide_rules
 from corral.governance.rules import shadow_verdict
+from corral.struct import field, struct
 
 ALLOWED = "allowed"
 FLAGGED = "flagged"
@@ -88,7 +88,7 @@ class Facts:
         self.tags = tags  # what the tool is
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Decision:
     """The verdict on one call: ``allowed``, ``flagged``, ``blocked`` or ``approval_required``."""
 
@@ -109,7 +109,7 @@ class Decision:
         return self.decision in (ALLOWED, FLAGGED)
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class CallContext:
     """Everything ``decide`` needs about the call and the session it happens in."""
 

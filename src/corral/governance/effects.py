@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from corral.errors import ConfigError
 from corral.governance.flow import tool_labels
+from corral.struct import field, struct
 
 READ = "read"
 REVERSIBLE = "reversible"
@@ -48,7 +48,7 @@ def check_effect(effect: Any, tool: str) -> str:
     return effect
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class ToolSpec:
     """A registered tool: the callable plus everything governance needs to know about it."""
 
@@ -182,7 +182,7 @@ class ToolSpec:
         return self.cost
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class _BindPlan:
     """A signature of plain named parameters, read once: binding it is a dict lookup per parameter."""
 

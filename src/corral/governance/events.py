@@ -8,26 +8,25 @@ observer cannot change a decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from corral.governance.traces import Trace
+from corral.struct import struct
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class CallDecided:
     """A call was allowed (allowed, flagged or approved) and its decision recorded; it is about to run."""
 
     trace: Trace
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class CallRefused:
     """A call was refused: blocked, denied, pending approval, or refused by a fault inside governance."""
 
     trace: Trace
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class CallFinished:
     """A call ran (or failed, or was cancelled); ``trace.outcome`` says how."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,9 +34,10 @@ from corral.governance.events import CallDecided, CallFinished, CallRefused
 from corral.governance.records import call_record, describe, outcome, outcome_record, rule_inputs
 from corral.governance.traces import Trace, redact
 from corral.store import Append, CloseCall, Op, Reserve, Settle
+from corral.struct import field, struct
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class PendingCall:
     """A call that has been decided on, but whose outcome is not yet known.
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from corral.canonical import canonical_sha256
 from corral.errors import ConfigError
 from corral.ids import new_id
+from corral.struct import field, struct
 
 WILDCARD = "*"
 
@@ -29,7 +29,7 @@ def _matches(pattern: Any, value: Any) -> bool:
     return pattern == value
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class PlanStep:
     tool: str
     args: Mapping[str, Any]
@@ -58,7 +58,7 @@ class PlanStep:
         return {"tool": self.tool, "args": dict(self.args)}
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Plan:
     """A proposed plan. ``sha256`` is over the canonical JSON of its steps; ``used`` marks consumed steps."""
 

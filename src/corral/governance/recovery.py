@@ -8,7 +8,6 @@ idempotency key), an INTENT without DONE has an unknown outcome.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +18,10 @@ from corral.governance.owner import owner_alive
 from corral.governance.records import NO_OUTCOME, outcome, outcome_record, recovery_record
 from corral.governance.run import run_sync_positional
 from corral.governance.traces import iso
+from corral.struct import field, struct
 
 
-@dataclass
+@struct
 class TxReport:
     id: str
     session: str
@@ -41,7 +41,7 @@ class TxReport:
         }
 
 
-@dataclass
+@struct
 class RecoveryReport:
     transactions: list[TxReport] = field(default_factory=list)
     released_reservations: int = 0

@@ -10,7 +10,6 @@ call (``PhaseTools``); a person at Claude Code's prompt is told which ``corral``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from corral.errors import (
@@ -20,9 +19,10 @@ from corral.errors import (
     GovernanceFault,
     PhaseError,
 )
+from corral.struct import struct
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class PhaseTools:
     """The names under which a model moves between phases (the harness's, or the proxy's ``corral_*``)."""
 

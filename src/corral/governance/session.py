@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +20,10 @@ from corral.governance.run import run_async, run_sync
 from corral.governance.traces import Trace, executed_calls, iso, merge_records
 from corral.governance.transactions import Transaction
 from corral.ids import new_id
+from corral.struct import struct
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Submission:
     """What ``Session.submit`` did with a call: its result and trace, or that it was deferred to the end
     of the commit (``deferred``; it is checked again and runs when the commit finishes)."""

@@ -178,7 +178,8 @@ class GroupCommit(Generic[Item]):
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+def flush_open_buffers() -> None:
+    """Write every open buffer's records now: at exit, and before a process ends without its teardown."""
     for buffer in list(_OPEN_BUFFERS):
         try:
             buffer.flush()

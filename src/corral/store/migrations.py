@@ -52,10 +52,10 @@ JSON documents are TEXT on both databases, so what was written is exactly what i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from corral.struct import struct
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Migration:
     version: int
     description: str

@@ -13,15 +13,16 @@ On a SQL store that is one commit (one fsync) each, where the single operations 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from corral.struct import struct
+
 # ------------------------------------------------------------------------ the operations of a batch
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Reserve:
     """``reserve(scopes, amount, expires_at)``; its result is the reservation id. When it does not fit,
     the whole batch writes nothing and ``batch`` returns None.
@@ -44,7 +45,7 @@ def gate_reached(spent: Decimal, reserved: Decimal, limit: Decimal, gate: Decima
     return gate is not None and spent + reserved >= gate * limit
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Settle:
     """``settle(reservation_id, actual)`` (``actual`` 0 releases it); an unknown reservation is a no-op."""
 
@@ -52,7 +53,7 @@ class Settle:
     actual: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Append:
     """A durable ``append(session_id, record)``; its result is the record, sealed into the chain."""
 
@@ -60,24 +61,24 @@ class Append:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class PutTransaction:
     record: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class UpdateTransaction:
     tx_id: str
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class LogStep:
     tx_id: str
     entry: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class OpenCall:
     """A call decided durably whose outcome another process may report, by its id (the Claude Code hook's
     PostToolUse, another server). ``doc`` holds what finishing it needs; recovery finishes the ones left
@@ -89,7 +90,7 @@ class OpenCall:
     doc: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class CloseCall:
     """Finish an open call. When it is not open (finished already, by anyone), the whole batch writes
     nothing and ``batch`` returns None: a call is finished exactly once."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
@@ -34,6 +33,7 @@ from corral.store.protocol import (
     check_ops,
     describe_ops,
 )
+from corral.struct import field, struct
 
 T = TypeVar("T")
 
@@ -149,7 +149,7 @@ def session_query(*, agent: str | None, principal: str | None, status: str | Non
 # --------------------------------------------------------------------------------- the audit chain
 
 
-@dataclass
+@struct
 class ChainRecord:
     """One record on its way into a session's chain; ``text`` is the canonical JSON its hash covers."""
 
@@ -234,7 +234,7 @@ def head_signature(key: bytes | None, session_id: str, head: str) -> str | None:
 
 # ------------------------------------------------------------------ a batch's operations, ready to write
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class ReserveRow:
     """A ``Reserve`` with its amounts as exact decimals and its id chosen: what the SQL stores write."""
 
@@ -253,7 +253,7 @@ class ReserveRow:
         return cls(op.id or new_id(), limits, [key for key, _ in limits], to_decimal(op.amount),
                    to_micros(op.expires_at), to_utc(op.expires_at), gate)
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class TxRow:
     tx_id: str
     state: Any
@@ -263,7 +263,7 @@ class TxRow:
     def of(cls, record: dict[str, Any]) -> TxRow:
         return cls(record["id"], record.get("state"), encode_doc(record))
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class StepRow:
     tx_id: str
     doc: str

@@ -7,15 +7,15 @@ store is opened, never a connection error later.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from corral.errors import ConfigError
+from corral.struct import struct
 
 SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class SQLiteURL:
     """``sqlite:///rel/path.db`` (relative to the working directory) or ``sqlite:////abs/path.db``.
 

@@ -30,7 +30,6 @@ import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +40,7 @@ import yaml
 from corral.errors import RuleSyntaxError
 from corral.governance.rules.compiler import Policy, RuleOutcome, decide, shadow_verdict
 from corral.governance.rules.parser import DAY_NAMES, DAYS, EFFECTS, PHASES
+from corral.struct import field, struct
 
 __all__ = [
     "EXPECTATIONS",
@@ -196,7 +196,7 @@ class CaseFacts:
             setattr(self, name, values[name])
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Case:
     number: int  # 1-based, in file order
     name: str
@@ -208,7 +208,7 @@ class Case:
     shadow: str | None = None  # the shadow decision expected
 
 
-@dataclass
+@struct
 class CaseResult:
     case: Case
     got: str
@@ -237,7 +237,7 @@ class CaseResult:
         }
 
 
-@dataclass
+@struct
 class CasebookReport:
     rules: list[str]  # the rules files, as given
     tests: str

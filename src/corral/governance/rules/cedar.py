@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +56,7 @@ from corral.governance.rules.nodes import (
     RuleFile,
 )
 from corral.governance.rules.parser import is_glob
+from corral.struct import field, struct
 
 __all__ = [
     "CedarExport",
@@ -90,7 +90,7 @@ class _Untranslatable(Exception):
     pass
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Untranslated:
     """A rule (or directive) the export left out, and why."""
 
@@ -105,7 +105,7 @@ class Untranslated:
         return f"{self.source}: not translated: {self.rule} — {self.reason}"
 
 
-@dataclass
+@struct
 class CedarExport:
     policies: str  # Cedar policy text, one policy per translated rule
     schema: str  # a Cedar schema (human-readable format) for the requests the policies read

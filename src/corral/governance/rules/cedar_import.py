@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -36,6 +35,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from corral.errors import RuleSyntaxError
 from corral.governance.rules.parser import EFFECTS, PHASES, parse_rules
+from corral.struct import field, struct
 
 __all__ = ["CedarImportError", "import_cedar"]
 
@@ -147,7 +147,7 @@ def _parser() -> Lark:
 # -- the corral side: conditions as text ---------------------------------------------------------------
 
 
-@dataclass
+@struct
 class _Rule:
     action: str  # BLOCK, ALLOW, FLAG, REQUIRE APPROVAL FOR
     targets: list[str]

@@ -17,12 +17,10 @@ import fnmatch
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.canonical import canonical_json, sha256_hex
 from corral.errors import RuleSyntaxError
@@ -52,10 +50,13 @@ from corral.governance.rules.nodes import (
     Subject,
 )
 from corral.governance.rules.vocabulary import DAY_NAMES, DAYS, OP_WORDS, collection_paused, is_glob
+from corral.struct import struct
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 __all__ = ["CompiledRule", "Policy", "RuleFacts", "RuleOutcome", "Shadow", "Verdict", "decide", "shadow_verdict"]
 
-UTC_ZONE = ZoneInfo("UTC")
 _CACHE_LIMIT = 4096  # distinct tool names remembered by rules_for; a model inventing names cannot grow it forever
 
 
@@ -79,7 +80,7 @@ class RuleFacts(Protocol):
     tags: frozenset[str]  # what the tool is
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class RuleOutcome:
     """One rule's verdict on one call: what the trace records for it. A ``shadow`` rule's outcome is
     traced like any other but never counts towards the enforced decision."""
@@ -108,7 +109,7 @@ class RuleOutcome:
         return check
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Shadow:
     """What the decision would have been with the shadow rules (and a shadow file's directives) enforced.
 
@@ -125,7 +126,7 @@ class Shadow:
         return {"decision": self.decision, "rules": list(self.rules), "reason": self.reason}
 
 
-@dataclass(slots=True)
+@struct(slots=True)
 class Verdict:
     """What the rules decided: ``blocked``, ``approval_required``, ``flagged`` or ``allowed``.
 
@@ -213,7 +214,7 @@ class CompiledRule:
         "text",
     )
 
-    def __init__(self, rule: Rule, index: int, zone: ZoneInfo) -> None:
+    def __init__(self, rule: Rule, index: int, zone: tzinfo) -> None:
         self.rule = rule
         self.index = index
         self.action = rule.action
@@ -293,6 +294,12 @@ def _glob_matcher(pattern: str, *, case_sensitive: bool) -> Callable[[str], bool
 Source = tuple[str, str] | tuple[str, str, str | None] | str | Path  # (text, source[, mode])
 
 
+def _zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
 class Policy:
     """All rules of an agent, compiled. Immutable: ``extend`` returns a new policy."""
 
@@ -313,7 +320,9 @@ class Policy:
                         text=directive.text,
                     )
                 zone_directive = zone_directive or directive
-        self.timezone: ZoneInfo = ZoneInfo(zone_directive.value) if zone_directive else UTC_ZONE
+        self.timezone_name: str = zone_directive.value if zone_directive else "UTC"
+        # without a TIMEZONE, rules read the time in UTC and zoneinfo is not even loaded (the hook starts faster)
+        zone = _zone(self.timezone_name) if zone_directive else UTC
         enforced = [file for file in self.files if not file.shadow]
         # A MODE SHADOW file's directives, like its rules, shape only the shadow decision.
         self.default: str = BLOCK if any(file.default == BLOCK for file in enforced) else ALLOW
@@ -328,7 +337,7 @@ class Policy:
         with collection_paused(sum(len(file.rules) for file in self.files) > 200):
             for file in self.files:
                 for rule in file.rules:
-                    rules.append(CompiledRule(rule, len(rules), self.timezone))
+                    rules.append(CompiledRule(rule, len(rules), zone))
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self.shadow_plan_differs: bool = self.shadow_require_plan and not self.require_plan
         fields: set[str] = set()
@@ -358,6 +367,11 @@ class Policy:
             ordered = sorted((*file.directives, *file.rules), key=lambda node: (node.line, node.column))
             items.extend(node.canonical for node in ordered)
         self.sha256: str = sha256_hex(canonical_json(items))
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The policy's ``TIMEZONE`` (UTC when it has none), in which ``time`` and ``day`` are read."""
+        return _zone(self.timezone_name)
 
     # -- building --
 
@@ -467,7 +481,7 @@ def _parse_all(sources: Iterable[Source]) -> list[RuleFile]:
 _MISSING: Any = object()
 
 
-def _compile_rule_condition(rule: Rule, zone: ZoneInfo) -> Check | None:
+def _compile_rule_condition(rule: Rule, zone: tzinfo) -> Check | None:
     """WHEN w UNLESS u is exactly ``w AND NOT (u)``: three-valued, short-circuiting on false."""
     when = _compile(rule.when, zone, nested=False) if rule.when is not None else None
     unless = _compile(rule.unless, zone, nested=False) if rule.unless is not None else None
@@ -496,7 +510,7 @@ def _compile_rule_condition(rule: Rule, zone: ZoneInfo) -> Check | None:
     return when_unless
 
 
-def _compile(expr: Expr, zone: ZoneInfo, nested: bool) -> Check:
+def _compile(expr: Expr, zone: tzinfo, nested: bool) -> Check:
     if isinstance(expr, Condition):
         return _compile_condition(expr, zone)
     if isinstance(expr, Not):
@@ -636,7 +650,7 @@ def _equals(actual: Any, literal: Literal) -> bool:
 # -- fields: how to read each one from the facts --
 
 
-def _getter(subject: Subject, zone: ZoneInfo) -> Callable[[Any], Any]:
+def _getter(subject: Subject, zone: tzinfo) -> Callable[[Any], Any]:
     field = subject.field
     if field in ("phase", "effect", "tool", "principal", "agent", "spent", "cost"):
         name = field
@@ -835,7 +849,7 @@ def _operand_text(condition: Condition) -> str:
     return f"{word} {condition.values[0]}"
 
 
-def _compile_condition(condition: Condition, zone: ZoneInfo) -> Check:
+def _compile_condition(condition: Condition, zone: tzinfo) -> Check:
     """One comparison as a closure that never raises: errors become indeterminate, with a detail."""
     subject = condition.subject
     label = subject.label

@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +38,7 @@ from corral.governance.rules.nodes import (
     RuleFile,
 )
 from corral.governance.rules.parser import DAYS, is_glob, parse_rules, strip_comment
+from corral.struct import struct
 
 __all__ = ["Diagnostic", "lint_rules", "lint_sources"]
 
@@ -47,7 +47,7 @@ WARNING = "warning"
 NOTE = "note"  # not a problem: what a reader should know (which rules are shadow rules)
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Diagnostic:
     """One finding, printed like a compiler's: ``file:line:col: severity: message``."""
 

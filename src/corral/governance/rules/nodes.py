@@ -1,4 +1,4 @@
-"""The parsed form of a rules file: plain, frozen dataclasses with their source positions.
+"""The parsed form of a rules file: plain, frozen records with their source positions.
 
 The parser has already decided what every word means (which field, which literal type), so the
 compiler and the linter never re-read text and never guess. Every node keeps its 1-based line and
@@ -7,8 +7,9 @@ column, so anything later stages report points at the place a person has to edit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+
+from corral.struct import struct
 
 # Actions as they appear in outcomes and traces.
 BLOCK = "block"
@@ -34,7 +35,7 @@ TIME = "time"  # time: minutes since midnight
 ANY = "any"  # arg.NAME: whatever the tool receives
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Literal:
     """A value as written. ``raw`` is the text without quotes (escapes decoded).
 
@@ -56,7 +57,7 @@ class Literal:
         return self.raw
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Subject:
     """What a condition looks at: a field, an argument path, or a ``calls(...)`` count."""
 
@@ -70,7 +71,7 @@ class Subject:
     window: int | None = None  # calls(..., WINDOW) in seconds
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Condition:
     """``subject operator value(s)``. Negated forms (IS NOT, NOT IN, NOT EXISTS, OUTSIDE) keep
     ``negated=True`` over the positive operator, so a negation is exact in three-valued logic."""
@@ -85,21 +86,21 @@ class Condition:
     span: tuple[int, int] | None = None  # INSIDE/OUTSIDE: (start, end) minutes, both inclusive
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Not:
     item: Expr
     line: int
     column: int
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class And:
     items: tuple[Expr, ...]
     line: int
     column: int
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Or:
     items: tuple[Expr, ...]
     line: int
@@ -109,7 +110,7 @@ class Or:
 Expr = Condition | Not | And | Or
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Rule:
     """One rule line. ``text`` is the rule as written, without its comment and without its BECAUSE
     clause (the reason travels separately, as ``because``), as the trace example in DESIGN §8 shows."""
@@ -131,7 +132,7 @@ class Rule:
         return f"{self.source}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class Directive:
     """``TIMEZONE name``, ``DEFAULT ALLOW|BLOCK``, ``REQUIRE PLAN`` or ``MODE SHADOW|ENFORCE``."""
 
@@ -144,7 +145,7 @@ class Directive:
     column: int
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True, slots=True)
 class RuleFile:
     """A parsed source: its directives and rules in file order."""
 

@@ -26,7 +26,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import groupby
@@ -34,6 +33,7 @@ from typing import Any
 
 from corral.governance.rules.compiler import Policy, decide
 from corral.governance.traces import executed_calls, merge_records
+from corral.struct import field, struct
 
 __all__ = [
     "Flip",
@@ -121,7 +121,7 @@ def _time(value: Any) -> datetime:
     return when
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Flip:
     """A stored call the new rules would decide differently."""
 
@@ -139,7 +139,7 @@ class Flip:
                 "rule": self.rule}
 
 
-@dataclass
+@struct
 class ReplayReport:
     replayed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason → traces
@@ -367,7 +367,7 @@ def _plan_refuses(policy: Policy, facts: ReplayFacts, checks: Sequence[Mapping[s
 # -- what each rule did -----------------------------------------------------------------------------------
 
 
-@dataclass
+@struct
 class RuleCount:
     """One rule of a policy and what it did to the stored calls (the console's policy page)."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +18,13 @@ from corral.integrations.claude_code.tools import (
     declare_tool,
     runs_in_claude_code,
 )
+from corral.struct import as_dict, struct
 
 if TYPE_CHECKING:
     from corral.governance.governor import Governor
     from corral.harness.config import AgentConfig
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class AgentFacts:
     """The parts of an agent file that govern Claude Code, as plain JSON values.
 
@@ -89,9 +89,7 @@ class AgentFacts:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AgentFacts:

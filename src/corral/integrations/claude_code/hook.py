@@ -37,7 +37,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +52,7 @@ from corral.integrations.claude_code.tools import (
     REVERSIBLE,
     ToolDeclaration,
 )
+from corral.struct import struct
 
 if TYPE_CHECKING:
     from corral.governance.pipeline import PendingCall
@@ -72,7 +72,7 @@ class HookInputError(ValueError):
     """The event on stdin is not what Claude Code sends."""
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class HookResult:
     """What the hook process says: its exit status, its stdout (JSON for Claude Code) and its stderr."""
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from corral.errors import ConfigError, PhaseError
+from corral.struct import struct
 
 READ = "read"
 REVERSIBLE = "reversible"
@@ -91,7 +91,7 @@ class LazyImport:
         return self._fn(*args, **kwargs)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ToolDeclaration:
     """How the agent file describes one Claude Code tool: its effect and the options to register it with."""
 
