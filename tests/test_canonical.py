@@ -34,3 +34,32 @@ def test_hash_is_the_sha256_of_the_canonical_text():
     assert sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     assert sha256_hex(b"abc") == sha256_hex("abc")
     assert canonical_sha256({"b": 1, "a": 2}) == sha256_hex('{"a":2,"b":1}')
+
+
+# -- the one-shot encoder says exactly what json.JSONEncoder with the same settings says ----------------
+
+import json  # noqa: E402 - the property test below compares against the standard encoder
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=lambda v: list(v) if isinstance(v, tuple) else float(v))
+_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text() | st.decimals(
+    allow_nan=False, allow_infinity=False)
+_VALUES = st.recursive(_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
+                                                                                              max_size=4), max_leaves=30)
+
+
+@given(_VALUES)
+def test_the_canonical_text_is_the_standard_encoders_text(value: object) -> None:
+    assert canonical_json(value) == _REFERENCE.encode(value)
+
+
+def test_a_value_that_contains_itself_is_refused() -> None:
+    import pytest
+
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises((RecursionError, ValueError)):
+        canonical_json(looped)

@@ -437,10 +437,12 @@ def finish(
         if gov.store.batch(batch) is None:
             raise CallNotOpen(f"call {pc.record['id']} ({pc.name}) was finished already, elsewhere")
         pc.reservation = None
-    if not pc.recorded:
+    if not pc.recorded:  # the record carries its outcome: the trace is the record itself
         pc.record["outcome"] = out
         gov.store.append(pc.session.id, pc.record, durable=False)
-    trace = Trace({**pc.record, "outcome": out})
+        trace = Trace(pc.record)
+    else:
+        trace = Trace({**pc.record, "outcome": out})
     pc.session.last_trace = trace
     if gov.listeners:
         gov.emit(CallFinished(trace))

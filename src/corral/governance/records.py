@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from corral.governance.traces import iso
+from corral.governance.traces import iso, iso_exact
 from corral.ids import new_id
 
 NO_OUTCOME = "no outcome"
@@ -55,7 +55,7 @@ def rule_inputs(facts: Any, calls: dict[str, Any]) -> dict[str, Any]:
         "principal": facts.principal,
         "roles": list(facts.roles),
         "agent": facts.agent,
-        "time": facts.now.isoformat(),
+        "time": iso_exact(facts.now),
         "budget": {"pct": facts.budget_pct, "spent": str(facts.spent),
                    "remaining": None if remaining is None else str(remaining)},
         "cost": str(facts.cost),

@@ -18,16 +18,28 @@ DECISIONS = ("allowed", "flagged", "approved", "pending", "denied", "blocked")
 def iso(ts: datetime) -> str:
     """UTC, millisecond precision, ``Z`` suffix: sortable text that every reader parses."""
     global _last_iso
-    last = _last_iso  # one (time, text) pair, replaced whole: a reader sees a pair, never half of one
+    last = _last_iso  # one (time, text, exact) triple, replaced whole: a reader never sees half of one
     if last[0] == ts:  # calls in the same instant (a clock, or a burst within one tick) share the text
         return last[1]
-    utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)
-    text = utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    _last_iso = (ts, text)
+    if ts.tzinfo is UTC:  # the usual clock: one isoformat serves both spellings of the instant
+        exact = ts.isoformat()  # YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00
+        text = (exact[:23] if ts.microsecond else exact[:19] + ".000") + "Z"
+    else:
+        exact = None
+        text = ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_iso = (ts, text, exact)
     return text
 
 
-_last_iso: tuple[datetime | None, str] = (None, "")
+def iso_exact(ts: datetime) -> str:
+    """``ts.isoformat()`` — its own offset, to the microsecond — reusing ``iso``'s work on the same object."""
+    last = _last_iso
+    if last[0] is ts and last[2] is not None:
+        return last[2]
+    return ts.isoformat()
+
+
+_last_iso: tuple[datetime | None, str, str | None] = (None, "", None)
 
 
 def redact(args: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:

@@ -168,20 +168,29 @@ def decide(
     the call in the DEFAULT BLOCK reason. Shadow rules' outcomes are left out, unless ``shadow`` asks
     what the decision would be with them enforced.
     """
-    if shadow:
-        matched = sorted((o for o in outcomes if o.matched), key=_position)
-    else:
-        matched = sorted((o for o in outcomes if o.matched and not o.shadow), key=_position)
-    blocks = [o for o in matched if o.action == BLOCK]
+    matched = [o for o in outcomes if o.matched and (shadow or not o.shadow)]
+    if len(matched) > 1:
+        matched.sort(key=_position)
+    blocks: list[RuleOutcome] = []
+    approvals: list[RuleOutcome] = []
+    allows: list[RuleOutcome] = []
+    flags: list[RuleOutcome] = []
+    for o in matched:  # one pass, each list still in source order
+        action = o.action
+        if action == BLOCK:
+            blocks.append(o)
+        elif action == APPROVAL:
+            approvals.append(o)
+        elif action == ALLOW:
+            allows.append(o)
+        elif action == FLAG:
+            flags.append(o)
     if blocks:
         return Verdict("blocked", blocks, _cite(blocks[0]))
-    approvals = [o for o in matched if o.action == APPROVAL]
     if approvals:
         return Verdict("approval_required", approvals, _cite(approvals[0]))
-    allows = [o for o in matched if o.action == ALLOW]
-    if str(default).lower() == BLOCK and not allows:
+    if not allows and (default == BLOCK or str(default).lower() == BLOCK):
         return Verdict("blocked", [], f"no ALLOW rule matches {tool or 'this call'} (DEFAULT BLOCK)")
-    flags = [o for o in matched if o.action == FLAG]
     if flags:
         return Verdict("flagged", flags, _cite(flags[0]))
     if allows:
