@@ -127,3 +127,60 @@ def test_cost_callable_and_exact_money():
         s.call("tick", n=1)
     assert s.budget.spent == pytest.approx(0.3)
     assert gov.budget_state(s.id).tightest.spent == Decimal("0.3")
+
+
+# -- a **kwargs-only function is registered without inspect, and means what inspect would say -----------
+
+
+def _any_keywords(**args):
+    """Takes whatever it is given."""
+    return args
+
+
+async def _any_keywords_async(**args):
+    """Async, so inspect decides."""
+    return args
+
+
+def _documented_at_length(**args):
+    """First line.
+
+    More lines: inspect cleans the text up.
+    """
+    return args
+
+
+def _named(a, b=2, **rest):
+    return a
+
+
+def test_kwargs_only_tools_register_as_inspect_would_see_them() -> None:
+    import functools
+    import inspect
+    import subprocess
+    import sys
+
+    from corral.governance.effects import ToolSpec
+
+    @functools.wraps(_any_keywords)
+    def wrapped(**args):
+        return args
+
+    for fn in (_any_keywords, _any_keywords_async, _documented_at_length, _named, wrapped):
+        spec = ToolSpec.build(fn.__name__, fn, {"effect": "read"})
+        assert spec.description == (inspect.getdoc(fn) or "").split("\n")[0]
+        assert spec.is_async == inspect.iscoroutinefunction(fn)
+        assert spec.compensate_is_async is False
+        given = {"a": 1, "z": [2]}
+        assert spec.bind(given) == {**inspect.signature(fn).bind(**given).arguments.get("args", {}),
+                                    **({"a": 1, "b": 2, "z": [2]} if fn is _named else {})}
+    spec = ToolSpec.build("t", _any_keywords, {"effect": "reversible", "compensate": _any_keywords_async})
+    assert spec.compensate_is_async is True
+    # and a process that only registers such tools never loads inspect
+    code = ("import sys\nfrom corral.governance.effects import ToolSpec\n"
+            "def body(**args):\n    'One line.'\n"
+            "s = ToolSpec.build('Read', body, {'effect': 'read'})\n"
+            "assert s.bind({'file_path': '/x'}) == {'file_path': '/x'} and s.description == 'One line.'\n"
+            "print('inspect' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

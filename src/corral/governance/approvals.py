@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -185,6 +184,8 @@ def _approver_pool() -> Any:
 
 
 def _run_any(approver: Callable[..., Any], request: ApprovalRequest) -> Any:
+    import inspect  # only when someone is asked: the hook's process never loads it for a decision
+
     result = approver(request)
     if inspect.isawaitable(result):
         import asyncio
@@ -213,6 +214,7 @@ def ask_sync(approver: Callable[..., Any], request: ApprovalRequest, timeout: fl
 async def ask_async(approver: Callable[..., Any], request: ApprovalRequest, timeout: float) -> Approval:
     """Ask from async code: async approvers are awaited, sync ones run in a worker thread."""
     import asyncio
+    import inspect
 
     async def run() -> Any:
         if inspect.iscoroutinefunction(approver) or inspect.iscoroutinefunction(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from types import FunctionType
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import ConfigError
 from corral.governance.flow import tool_labels
+
+if TYPE_CHECKING:
+    import inspect
 from corral.struct import field, struct
 
 READ = "read"
@@ -40,6 +43,23 @@ def to_money(value: Any, what: str) -> Decimal:
     return result
 
 
+_CO_VARARGS, _CO_VARKEYWORDS, _CO_COROUTINE = 0x04, 0x08, 0x80  # inspect.CO_*, without importing inspect
+
+
+def _takes_any_keywords(fn: Any) -> bool:
+    """A plain, synchronous function whose only parameter is ``**kwargs``, documented in one line (a Claude
+    Code tool's body, an MCP tool's): every call's arguments bind as given, so ``inspect`` has nothing to
+    say about it — what ``inspect`` would say, the fields of ``ToolSpec.build`` say directly."""
+    if type(fn) is not FunctionType or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
+        return False
+    code = fn.__code__
+    flags = code.co_flags
+    doc = fn.__doc__
+    return (code.co_argcount == 0 and code.co_kwonlyargcount == 0 and code.co_posonlyargcount == 0
+            and bool(flags & _CO_VARKEYWORDS) and not flags & (_CO_VARARGS | _CO_COROUTINE)
+            and (doc is None or (isinstance(doc, str) and "\n" not in doc)))
+
+
 def check_effect(effect: Any, tool: str) -> str:
     if effect not in EFFECTS:
         raise ConfigError(
@@ -67,7 +87,6 @@ class ToolSpec:
     signature: inspect.Signature | None = field(default=None, repr=False)
     binder: _BindPlan | None = field(default=None, repr=False, compare=False)
     is_async: bool = False
-    compensate_is_async: bool = False
     checked: bool = False
 
     @classmethod
@@ -99,10 +118,16 @@ class ToolSpec:
             if not isinstance(options.get(flag, False), bool):
                 raise ConfigError(f"tool {name!r}: {flag} must be True or False")
         labels, tags = tool_labels(options, name)
-        try:
-            signature = inspect.signature(fn)
-        except (TypeError, ValueError):
-            signature = None
+        if _takes_any_keywords(fn):  # binds every call as given: no signature to read (nor inspect to load)
+            signature, doc, is_async = None, fn.__doc__.expandtabs().lstrip() if fn.__doc__ else "", False
+        else:
+            import inspect
+
+            try:
+                signature = inspect.signature(fn)
+            except (TypeError, ValueError):
+                signature = None
+            doc, is_async = (inspect.getdoc(fn) or "").split("\n")[0], inspect.iscoroutinefunction(fn)
         spec = cls(
             name=name,
             fn=fn,
@@ -113,18 +138,27 @@ class ToolSpec:
             compensate=compensate,
             retryable=options.get("retryable", False),
             compensate_unknown=options.get("compensate_unknown", False),
-            description=options.get("description") or (inspect.getdoc(fn) or "").split("\n")[0],
+            description=options.get("description") or doc,
             labels=labels,
             tags=tags,
             signature=signature,
-            is_async=inspect.iscoroutinefunction(fn),
+            is_async=is_async,
         )
         spec.set_compensation(compensate)
         return spec
 
     def set_compensation(self, compensate: Callable[..., Any] | None) -> None:
         self.compensate = compensate
-        self.compensate_is_async = compensate is not None and inspect.iscoroutinefunction(compensate)
+
+    @property
+    def compensate_is_async(self) -> bool:
+        """Whether the compensation is a coroutine function — worked out when asked, not at registration
+        (the hook registers every Claude Code tool on each event and runs no compensation)."""
+        if self.compensate is None:
+            return False
+        import inspect
+
+        return inspect.iscoroutinefunction(self.compensate)
 
     def check(self) -> None:
         """The checks that need the whole declaration, compensation included."""
@@ -157,6 +191,8 @@ class ToolSpec:
                     for key in extra:  # **kwargs: the rest, in the order given
                         bound[key] = args[key]
                     return bound
+        import inspect
+
         bound = self.signature.bind(**args)
         bound.apply_defaults()
         result: dict[str, Any] = {}
@@ -193,6 +229,8 @@ class _BindPlan:
 
     @classmethod
     def of(cls, signature: inspect.Signature) -> _BindPlan:
+        import inspect
+
         named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         params = list(signature.parameters.values())
         var_keyword = bool(params) and params[-1].kind is inspect.Parameter.VAR_KEYWORD

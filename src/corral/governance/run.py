@@ -7,7 +7,6 @@ functions are the only place that knows how to bridge the two.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,10 +15,16 @@ from typing import Any
 _PLAIN = frozenset({dict, list, str, int, float, bool, tuple, bytes, type(None)})
 
 
+def _isawaitable(value: Any) -> bool:
+    from inspect import isawaitable  # loaded on first use: a process that runs no tool never needs it
+
+    return isawaitable(value)
+
+
 def run_sync(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
     """Call a tool from sync code; an async one runs to completion on its own loop."""
     result = fn(**kwargs)
-    if type(result) not in _PLAIN and inspect.isawaitable(result):
+    if type(result) not in _PLAIN and _isawaitable(result):
         return _run_coroutine(result)
     return result
 
@@ -27,21 +32,21 @@ def run_sync(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
 def run_sync_positional(fn: Callable[..., Any], *args: Any) -> Any:
     """Call a compensation (which takes the ``Call`` it undoes) from sync code."""
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if _isawaitable(result):
         return _run_coroutine(result)
     return result
 
 
 async def run_async(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
     result = fn(**kwargs)
-    if inspect.isawaitable(result):
+    if _isawaitable(result):
         result = await result
     return result
 
 
 async def run_async_positional(fn: Callable[..., Any], *args: Any) -> Any:
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if _isawaitable(result):
         result = await result
     return result
 
