@@ -86,6 +86,31 @@ def test_records_survive_the_round_trip_and_still_verify(store: Any) -> None:
     assert records[0]["args"]["unicode"] == "€ ✓ 日本" and records[0]["args"]["nul"] == "a\x00b"
 
 
+def test_the_chain_outline_is_the_records_cut_down_to_what_a_resume_reads(store: Any) -> None:
+    from corral.store.protocol import outline
+
+    def call(i: int, **extra: Any) -> dict[str, Any]:
+        return {"id": new_id(), "kind": "call", "ts": f"2026-01-01T00:00:0{i}.000Z", "tool": f"t{i}",
+                "decision": "allowed", "args": {"ref": "an argument, not the ref"}, **extra}
+
+    decision = store.append("s1", call(1))
+    store.append("s1", {"id": new_id(), "kind": "outcome", "ts": "2026-01-01T00:00:01.500Z", "session": "s1",
+                        "ref": decision["id"], "outcome": {"status": "ok", "labels": ["pii"], "cost": 0.5}})
+    store.append("s1", call(2, outcome={"status": "ok", "error": None}), durable=False)  # a read, inline
+    store.append("s1", call(3, kind="phase", decision=None))
+    store.append("s1", call(4, decision="blocked", reason="no"))
+    records = store.records("s1")
+    cut = store.chain_outline("s1")
+    assert cut == [outline(r) for r in records]
+    assert [c["kind"] for c in cut] == ["call", "outcome", "call", "phase", "call"]
+    assert cut[1]["ref"] == decision["id"] and cut[1]["outcome"]["labels"] == ["pii"]
+    assert "ref" not in cut[0] and "outcome" not in cut[0] and cut[2]["outcome"] == {"status": "ok", "error": None}
+    assert cut[3]["decision"] is None
+    assert cut[4] == {"kind": "call", "id": records[4]["id"], "tool": "t4", "ts": "2026-01-01T00:00:04.000Z",
+                      "decision": "blocked"}
+    assert store.chain_outline("unknown") == []
+
+
 def test_group_committed_reads_keep_call_order(store: Any) -> None:
     sealed = []
     for i in range(10):

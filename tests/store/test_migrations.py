@@ -172,6 +172,7 @@ def test_corrupted_rows_are_store_errors_naming_table_and_key(durable_backend: A
         (lambda: store.update_transaction("tx1", {"state": "committed"}), "'transactions', key 'tx1'"),
         (lambda: store.steps("tx1"), "'tx_steps', key 'tx1#1'"),
         (lambda: store.records("s1"), "'audit', key 's1#1'"),
+        (lambda: store.chain_outline("s1"), "'audit', key 's1#1'"),
         (lambda: store.find_record("r1"), "'audit', key 's1#1'"),
     ]
     for call, where in cases:

@@ -106,7 +106,7 @@ class Session:
             if tx is not None:
                 session._tx = tx
                 session._phase = COMMIT
-        records = governor.store.records(session_id)
+        records = governor.store.chain_outline(session_id)  # what the log and labels need, not whole records
         traces = merge_records(records)
         session.call_log = executed_calls(traces)
         session._log_base, session._log_sent = len(records), len(session.call_log)

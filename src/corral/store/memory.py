@@ -24,6 +24,7 @@ from corral.store.protocol import (
     UpdateTransaction,
     check_ops,
     gate_reached,
+    outline,
 )
 from corral.store.search import WORD, query_words
 from corral.store.sql import session_row, session_summary
@@ -130,6 +131,11 @@ class MemoryStore:
         with self._lock:
             self._flush_locked()
             return copy.deepcopy(self._chains.get(session_id, []))
+
+    def chain_outline(self, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._flush_locked()
+            return copy.deepcopy([outline(record) for record in self._chains.get(session_id, [])])
 
     def scan_records(
         self, *, agent: str | None = None, session: str | None = None

@@ -68,6 +68,9 @@ class PostgresStore(SQLStore):
     """
 
     _sql = staticmethod(dialect("%s", order="ord", lock=" FOR UPDATE"))
+    _outline = ("SELECT seq, jsonb_build_array(r -> 'kind', r -> 'id', r -> 'ref', r -> 'tool', r -> 'ts', "
+                "r -> 'decision', r -> 'outcome')::text FROM (SELECT seq, record::jsonb AS r FROM audit "
+                "WHERE session_id = ?) AS chain ORDER BY seq")
 
     def __init__(
         self,

@@ -22,6 +22,22 @@ from corral.struct import struct
 # ------------------------------------------------------------------------ the operations of a batch
 
 
+#: The fields of an audit record ``chain_outline`` keeps: enough to merge outcomes into their decisions
+#: and to tell which calls ran, when, and what their results added (``ref`` and ``outcome`` only where set).
+OUTLINE = ("kind", "id", "ref", "tool", "ts", "decision", "outcome")
+
+
+def outline(record: dict[str, Any]) -> dict[str, Any]:
+    """One record cut down to ``OUTLINE``."""
+    cut = {"kind": record.get("kind"), "id": record.get("id"), "tool": record.get("tool"), "ts": record.get("ts"),
+           "decision": record.get("decision")}
+    if record.get("ref") is not None:
+        cut["ref"] = record["ref"]
+    if record.get("outcome") is not None:
+        cut["outcome"] = record["outcome"]
+    return cut
+
+
 @struct(frozen=True, slots=True)
 class Reserve:
     """``reserve(scopes, amount, expires_at)``; its result is the reservation id. When it does not fit,
@@ -132,6 +148,9 @@ class Store(Protocol):
     # the audit chain, per session; the store sets "prev" and "hash"
     def append(self, session_id: str, record: dict[str, Any], *, durable: bool = True) -> dict[str, Any]: ...
     def records(self, session_id: str) -> list[dict[str, Any]]: ...
+    # the same records cut down to ``OUTLINE`` (what resuming a session rebuilds its call log and labels
+    # from), read without decoding whole records: a long session resumes in a fraction of the time
+    def chain_outline(self, session_id: str) -> list[dict[str, Any]]: ...
     # every record of the agent's sessions (or of one session, or of all), as (session_id, seq, raw) in
     # chain order per session, raw as stored (JSON text; a dict in memory) and unparsed — so a reader that
     # must go through everything (replay) can report a corrupt row and go on. Streams: rows come in batches.

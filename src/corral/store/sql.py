@@ -22,6 +22,7 @@ from corral.ids import new_id
 from corral.store.audit import GENESIS, audit_key, sign_head
 from corral.store.group_commit import GroupCommit
 from corral.store.protocol import (
+    OUTLINE,
     Append,
     CloseCall,
     LogStep,
@@ -227,6 +228,24 @@ def chain_record(text: str, prev: str, digest: str, *, session_id: str, seq: int
     return record
 
 
+def outline_row(text: Any, *, session_id: str, seq: int) -> dict[str, Any]:
+    """One ``chain_outline`` row: the JSON array of the ``OUTLINE`` fields, as ``protocol.outline`` gives
+    them (``ref`` and ``outcome`` only where set). A row that is not that is a ``StoreError`` naming it."""
+    try:
+        values = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"corrupted row in table 'audit', key '{session_id}#{seq}': its JSON does not parse "
+                         f"({exc})") from exc
+    if not isinstance(values, list) or len(values) != len(OUTLINE):
+        raise StoreError(f"corrupted row in table 'audit', key '{session_id}#{seq}': not an audit record")
+    cut = dict(zip(OUTLINE, values, strict=True))
+    if cut["ref"] is None:
+        del cut["ref"]
+    if cut["outcome"] is None:
+        del cut["outcome"]
+    return cut
+
+
 def head_signature(key: bytes | None, session_id: str, head: str) -> str | None:
     """The head's HMAC (``audit.sign_head``) when ``CORRAL_AUDIT_KEY`` is set, kept beside the head."""
     return sign_head(key, session_id, head) if key is not None else None
@@ -319,6 +338,9 @@ class SQLStore:
 
     url: str
     _sql: ClassVar[Callable[[str], str]]
+    #: ``(seq, JSON array of the OUTLINE fields)`` per record of one session (``?``), in chain order,
+    #: extracted by the database (the JSON of a whole record is never decoded in Python)
+    _outline: ClassVar[str]
 
     def __init__(self, url: str, where: str, *, batch_size: int, flush_interval: float) -> None:
         self.url = url
@@ -402,6 +424,15 @@ class SQLStore:
             "records", "SELECT seq, prev, hash, record FROM audit WHERE session_id = ? ORDER BY seq", (session_id,)
         )
         return [chain_record(text, prev, digest, session_id=session_id, seq=seq) for seq, prev, digest, text in rows]
+
+    def chain_outline(self, session_id: str) -> list[dict[str, Any]]:
+        self._chain.flush()
+        try:
+            rows = self._all("chain_outline", self._outline, (session_id,))
+        except StoreError:
+            self.records(session_id)  # a record that is not JSON: ``records`` names its row
+            raise
+        return [outline_row(text, session_id=session_id, seq=seq) for seq, text in rows]
 
     def _stream(self, what: str, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of one query, a batch at a time (a store overrides it to stream from its cursor)."""

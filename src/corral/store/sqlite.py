@@ -59,6 +59,8 @@ class SQLiteStore(SQLStore):
 
     MAX_IDLE_CONNECTIONS = 8
     _sql = staticmethod(dialect("?", order="rowid", lock=""))  # BEGIN IMMEDIATE holds the write lock already
+    _outline = ("SELECT seq, json_extract(record, '$.kind', '$.id', '$.ref', '$.tool', '$.ts', '$.decision', "
+                "'$.outcome') FROM audit WHERE session_id = ? ORDER BY seq")
 
     def __init__(
         self,
