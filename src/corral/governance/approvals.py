@@ -100,7 +100,7 @@ class ApprovalRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRequest:
-        known = {k: data.get(k) for k in (f.name for f in fields_of(cls)) if k != "extra"}
+        known = {f.name: data.get(f.name) for f in fields_of(cls) if f.name != "extra"}
         return cls(**known)  # type: ignore[arg-type]
 
 

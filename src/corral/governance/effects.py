@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from corral.errors import ConfigError
 from corral.governance.flow import tool_labels
+from corral.struct import field, struct
 
 if TYPE_CHECKING:
     import inspect
-from corral.struct import field, struct
 
 READ = "read"
 REVERSIBLE = "reversible"

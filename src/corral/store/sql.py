@@ -33,6 +33,7 @@ from corral.store.protocol import (
     Settle,
     check_ops,
     describe_ops,
+    outline,
 )
 from corral.struct import field, struct
 
@@ -229,21 +230,13 @@ def chain_record(text: str, prev: str, digest: str, *, session_id: str, seq: int
 
 
 def outline_row(text: Any, *, session_id: str, seq: int) -> dict[str, Any]:
-    """One ``chain_outline`` row: the JSON array of the ``OUTLINE`` fields, as ``protocol.outline`` gives
-    them (``ref`` and ``outcome`` only where set). A row that is not that is a ``StoreError`` naming it."""
-    try:
-        values = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"corrupted row in table 'audit', key '{session_id}#{seq}': its JSON does not parse "
-                         f"({exc})") from exc
-    if not isinstance(values, list) or len(values) != len(OUTLINE):
-        raise StoreError(f"corrupted row in table 'audit', key '{session_id}#{seq}': not an audit record")
-    cut = dict(zip(OUTLINE, values, strict=True))
-    if cut["ref"] is None:
-        del cut["ref"]
-    if cut["outcome"] is None:
-        del cut["outcome"]
-    return cut
+    """One ``chain_outline`` row: the JSON array of the ``OUTLINE`` fields, as ``protocol.outline`` cuts a
+    record. A row that is not that is a ``StoreError`` naming it."""
+    key = f"{session_id}#{seq}"
+    values = decode_list("audit", key, text)
+    if len(values) != len(OUTLINE):
+        raise StoreError(f"corrupted row in table 'audit', key {key!r}: not an audit record")
+    return outline(dict(zip(OUTLINE, values, strict=True)))
 
 
 def head_signature(key: bytes | None, session_id: str, head: str) -> str | None:
