@@ -1,7 +1,8 @@
 """The PostgreSQL store: several processes on several machines share one fleet's governance state.
 
-psycopg 3 with a ``psycopg_pool.ConnectionPool`` (each connection checked before use, so a
-connection the server dropped is replaced, not used). Wherever a decision depends on what was read,
+psycopg 3 with a ``psycopg_pool.ConnectionPool``. A connection the server dropped is replaced, not
+used: checked before each use without a round trip, and a transaction that loses its connection before
+the server started it runs again on a fresh one (``_run``). Wherever a decision depends on what was read,
 the rows are locked first: a session's head row for the audit chain, every budget scope's row —
 in sorted key order, so two reservations never deadlock — for a reservation, an approval's row for
 its compare-and-set. Amounts are ``NUMERIC``; JSON documents are ``TEXT``, read back exactly as written.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -130,23 +132,21 @@ class PostgresStore(SQLStore):
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
-        """A pooled connection, checked before use: one the server dropped is discarded, not used.
+        """A pooled connection that shows no sign of having been dropped; the check costs no round trip.
 
-        (The pool's own ``check`` waits a second between failed checks; after a server restart every
-        idle connection fails once, and a governed call should not wait for each of them.)
+        An idle connection has nothing to read: a socket with data waiting (the server's goodbye, or the
+        end of the stream) belongs to a connection the server closed, so it is discarded, not lent. A
+        connection killed a moment before it is used slips past this; ``_run`` retries work that the
+        server provably never started (see ``_Attempt``).
         """
         pool = self._get_pool()
         deadline = time.monotonic() + self._timeout
         while True:
             conn = pool.getconn(timeout=max(0.001, deadline - time.monotonic()))
-            try:
-                conn.execute("")
-            except psycopg.Error:
-                pool.putconn(conn)  # broken: the pool closes it and opens a new one in the background
-                if time.monotonic() >= deadline:
-                    raise
-                continue
-            break
+            if _looks_alive(conn):
+                break
+            conn.close()
+            pool.putconn(conn)  # closed: the pool opens a new one in the background
         try:
             yield conn
         finally:
@@ -156,26 +156,60 @@ class PostgresStore(SQLStore):
         text = str(exc).strip() or type(exc).__name__
         return StoreError(f"{self._where}: {what} failed: {text.splitlines()[0]}")
 
-    def _run(self, what: str, work: Callable[[Any], T], *, transaction: bool = True, pipeline: bool = False) -> T:
+    def _run(self, what: str, work: Callable[[Any], T], *, transaction: bool = True, read: bool = False,
+             pipeline: bool = False, landed: Callable[[Any], bool] | None = None) -> T:
         """Run ``work(conn)`` in one transaction (or one autocommit statement); DB errors become StoreError.
 
         With ``pipeline``, statements go to the server without waiting for each other's answers: a round
         trip happens only where ``work`` fetches a result, and once more for the COMMIT.
+
+        A transaction lost with its connection is run again on a fresh one only when the server never
+        started it: its BEGIN was not answered (a server that is told to stop answers what it has done
+        before it goes). A pipelined write that can be recognised once written gives ``landed(conn)``:
+        asked on the fresh connection after the lost one's server process is gone, True means the first
+        try did commit — a StoreError then, never a second copy. A ``read`` is always safe to run again.
         """
         for attempt in range(1, 4):
+            try_ = _Attempt()
             try:
                 with self._connection() as conn:
+                    try_.conn = conn
                     if not transaction:
+                        try_.started = not read  # a lone write may have run before the connection died
                         return work(conn)
                     if pipeline:
-                        return _pipelined(conn, work)
+                        return _pipelined(conn, work, try_)
                     with conn.transaction():
+                        try_.started = True
                         return work(conn)
             except psycopg.Error as exc:
-                if getattr(exc, "sqlstate", None) in _RETRYABLE and attempt < 3:
+                if attempt < 3 and (getattr(exc, "sqlstate", None) in _RETRYABLE
+                                    or (try_.lost() and (read or self._not_started(what, try_, landed)))):
                     continue
                 raise self._fault(what, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _not_started(self, what: str, try_: _Attempt, landed: Callable[[Any], bool] | None) -> bool:
+        """May a transaction lost with its connection be run again? Only if the server never started it."""
+        if try_.started:
+            return False
+        if landed is None or try_.conn is None:
+            return True
+        pid = try_.conn.info.backend_pid
+        try:
+            with self._connection() as conn:
+                # the lost connection's server process could still be finishing the transaction: wait
+                # until it is gone (it is ours to stop: same role), then the commit is known either way
+                conn.execute("SELECT pg_terminate_backend(%s, 5000) FROM pg_stat_activity WHERE pid = %s",
+                             (pid, pid))
+                if not landed(conn):
+                    return True
+        except psycopg.Error as exc:
+            log.warning("corral: %s: after a lost connection, could not tell whether %s committed: %s",
+                        self._where, what, str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            return False
+        log.warning("corral: %s: the connection was lost after %s committed; not written twice", self._where, what)
+        return False
 
     def _stream(self, what: str, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """A server-side cursor: the rows come in batches, never the whole result in memory at once."""
@@ -225,7 +259,7 @@ class PostgresStore(SQLStore):
                     raise self._fault(f"migration {migration.version} ({migration.description})", exc) from exc
 
     def schema_version(self) -> int:
-        return self._run("reading the schema version", _postgres_version, transaction=False)
+        return self._run("reading the schema version", _postgres_version, transaction=False, read=True)
 
     # ------------------------------------------------------------------------------------ audit chain
 
@@ -233,14 +267,15 @@ class PostgresStore(SQLStore):
         def work(conn: Any) -> None:
             self._seal_chain(conn, batch, self._lock_heads(conn, batch).fetchall())
 
-        self._run(f"appending {len(batch)} record(s) to the audit chain", work, pipeline=True)
+        self._run(f"appending {len(batch)} record(s) to the audit chain", work, pipeline=True,
+                  landed=_landed(batch, []))
 
     @staticmethod
     def _lock_heads(conn: Any, batch: Sequence[ChainRecord]) -> Any:
         """Lock each session's head row (creating it first) in sorted order: one writer per session at a time.
         Returns the cursor; its rows, ``(session_id, seq, head)``, are what ``_seal_chain`` needs."""
         return conn.execute(
-            "INSERT INTO heads (session_id) SELECT unnest(%s::text[]) "
+            "INSERT INTO heads (session_id) SELECT unnest(%b::text[]) "
             "ON CONFLICT (session_id) DO UPDATE SET seq = heads.seq RETURNING session_id, seq, head",
             (sorted({item.session_id for item in batch}),),
         )
@@ -258,9 +293,9 @@ class PostgresStore(SQLStore):
         sids = list(heads)
         conn.execute(
             "WITH added AS (INSERT INTO audit (session_id, seq, record_id, prev, hash, record) "
-            "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])) "
+            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])) "
             "UPDATE heads AS h SET seq = n.seq, head = n.head, hmac = n.hmac "
-            "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) AS n(session_id, seq, head, hmac) "
+            "FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[]) AS n(session_id, seq, head, hmac) "
             "WHERE h.session_id = n.session_id",
             (
                 *([row[i] for row in audit] for i in range(6)),
@@ -277,7 +312,7 @@ class PostgresStore(SQLStore):
     def _lock_scopes(conn: Any, keys: Sequence[str]) -> dict[str, tuple[Decimal, Decimal]]:
         """Lock every scope row, creating missing ones, in sorted key order; their (spent, reserved)."""
         rows = conn.execute(
-            "INSERT INTO budget_scopes (key) SELECT k FROM unnest(%s::text[]) AS k ORDER BY k "
+            "INSERT INTO budget_scopes (key) SELECT k FROM unnest(%b::text[]) AS k ORDER BY k "
             "ON CONFLICT (key) DO UPDATE SET spent = budget_scopes.spent RETURNING key, spent, reserved",
             (sorted(set(keys)),),
         ).fetchall()
@@ -288,7 +323,7 @@ class PostgresStore(SQLStore):
         keys = sorted(deltas)
         conn.execute(
             "UPDATE budget_scopes AS b SET spent = b.spent + d.spent, reserved = b.reserved + d.reserved "
-            "FROM unnest(%s::text[], %s::numeric[], %s::numeric[]) AS d(key, spent, reserved) WHERE b.key = d.key",
+            "FROM unnest(%b::text[], %b::numeric[], %b::numeric[]) AS d(key, spent, reserved) WHERE b.key = d.key",
             (keys, [deltas[k][0] for k in keys], [deltas[k][1] for k in keys]),
         )
 
@@ -297,7 +332,7 @@ class PostgresStore(SQLStore):
     ) -> str | None:
         op = ReserveRow.of(Reserve(scopes, amount, expires_at))
         try:
-            self._run("reserve", lambda conn: self._ledger_in(conn, [op]), pipeline=True)
+            self._run("reserve", lambda conn: self._ledger_in(conn, [op]), pipeline=True, landed=_landed([], [op]))
         except DoesNotFit:
             return None
         return op.rid
@@ -318,8 +353,8 @@ class PostgresStore(SQLStore):
         settled = [op.reservation_id for op in ops if isinstance(op, Settle)]
         wanted = sorted({key for op in ops if isinstance(op, ReserveRow) for key in op.keys})
         return conn.execute(
-            "WITH gone AS (DELETE FROM reservations WHERE id = ANY(%s::text[]) RETURNING id, scopes, amount), "
-            "wanted AS (SELECT unnest(scopes) AS key FROM gone UNION SELECT unnest(%s::text[])), "
+            "WITH gone AS (DELETE FROM reservations WHERE id = ANY(%b::text[]) RETURNING id, scopes, amount), "
+            "wanted AS (SELECT unnest(scopes) AS key FROM gone UNION SELECT unnest(%b::text[])), "
             "locked AS (INSERT INTO budget_scopes (key) SELECT key FROM wanted ORDER BY key "
             "ON CONFLICT (key) DO UPDATE SET spent = budget_scopes.spent RETURNING key, spent, reserved) "
             "SELECT 'reservation', id, scopes, amount, NULL::numeric, NULL::numeric FROM gone "
@@ -380,8 +415,8 @@ class PostgresStore(SQLStore):
     def usage(self, scope_keys: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
         keys = list(scope_keys)
         rows = self._run("usage", lambda conn: conn.execute(
-            "SELECT key, spent, reserved FROM budget_scopes WHERE key = ANY(%s)", (keys,)
-        ).fetchall(), transaction=False)
+            "SELECT key, spent, reserved FROM budget_scopes WHERE key = ANY(%b)", (keys,)
+        ).fetchall(), transaction=False, read=True)
         found = {key: (Decimal(spent), Decimal(reserved)) for key, spent, reserved in rows}
         zero = (Decimal(0), Decimal(0))
         return [found.get(key, zero) for key in keys]
@@ -447,7 +482,7 @@ class PostgresStore(SQLStore):
                     results.append(None)
             return results
 
-        return self._run(what, work, pipeline=True)
+        return self._run(what, work, pipeline=True, landed=_landed(chain, prepared))
 
     # ---------------------------------------------------------------------------------- transactions
 
@@ -458,7 +493,7 @@ class PostgresStore(SQLStore):
             self._lock_step_log(conn, tx_id)
             self._log_step_in(conn, row)
 
-        self._run("log_step", work, pipeline=True)
+        self._run("log_step", work, pipeline=True, landed=_landed([], [row]))
 
     @staticmethod
     def _lock_step_log(conn: Any, tx_id: str) -> None:
@@ -487,7 +522,7 @@ class PostgresStore(SQLStore):
             "ORDER BY (SELECT COUNT(*) FROM unnest(query.words) AS w WHERE m.search @@ w) DESC, "
             "ts_rank(m.search, query.q) DESC, m.ord DESC LIMIT %s",
             (*words, *words, namespace, limit),
-        ).fetchall(), transaction=False)
+        ).fetchall(), transaction=False, read=True)
         return [{"id": mid, "text": text, "tags": tags} for mid, text, tags in rows]
 
     # ----------------------------------------------------------------------------------------- close
@@ -506,7 +541,59 @@ class PostgresStore(SQLStore):
                     log.warning("corral: closing the pool of %s: %s", self._where, exc)
 
 
-def _pipelined(conn: Any, work: Callable[[Any], T]) -> T:
+def _landed(chain: Sequence[ChainRecord], prepared: Sequence[Any]) -> Callable[[Any], bool] | None:
+    """How to tell, afterwards, whether a write committed: by one row it adds that nothing else would.
+    None when nothing in it adds such a row (a settlement, say: settling again changes nothing)."""
+    if chain:
+        first = chain[0]
+        return lambda conn: conn.execute("SELECT 1 FROM audit WHERE session_id = %s AND record = %s",
+                                         (first.session_id, first.text)).fetchone() is not None
+    for p in prepared:
+        if isinstance(p, ReserveRow):
+            return lambda conn, rid=p.rid: conn.execute(
+                "SELECT 1 FROM reservations WHERE id = %s", (rid,)).fetchone() is not None
+        if isinstance(p, StepRow):
+            return lambda conn, step=p: conn.execute(
+                "SELECT 1 FROM tx_steps WHERE tx_id = %s AND entry = %s", (step.tx_id, step.doc)).fetchone() is not None
+        if isinstance(p, OpenCall):
+            return lambda conn, cid=p.call_id: conn.execute(
+                "SELECT 1 FROM open_calls WHERE id = %s", (cid,)).fetchone() is not None
+    return None
+
+
+class _Attempt:
+    """One try of ``_run``: its connection, and whether the server has started its transaction."""
+
+    __slots__ = ("began", "conn", "started")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.began: Any = None  # the pipelined BEGIN's cursor
+        self.started = False
+
+    def lost(self) -> bool:
+        """Did the connection die under this try (rather than the server refusing a statement)?"""
+        if self.conn is None or not (self.conn.broken or self.conn.closed):
+            return False
+        if self.began is not None and self.began.pgresult is not None:
+            self.started = True  # BEGIN was answered: the server had started the transaction
+        return True
+
+
+def _looks_alive(conn: Any) -> bool:
+    """No round trip: not known broken, idle, and nothing waiting on its socket (a dropped connection's
+    goodbye, or the end of its stream)."""
+    if conn.closed or conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+
+
+def _pipelined(conn: Any, work: Callable[[Any], T], try_: _Attempt) -> T:
     """``work(conn)`` between BEGIN and COMMIT, all in one pipeline (the connection is in autocommit mode).
 
     Not ``conn.transaction()``: in a pipeline it waits for the server at BEGIN and again at COMMIT, two
@@ -514,7 +601,7 @@ def _pipelined(conn: Any, work: Callable[[Any], T]) -> T:
     """
     try:
         with conn.pipeline():
-            conn.execute("BEGIN")
+            try_.began = conn.execute("BEGIN")
             result = work(conn)
             conn.execute("COMMIT")
         return result

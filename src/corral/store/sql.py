@@ -343,7 +343,9 @@ class SQLStore:
             self._write_chain, size=batch_size, interval=flush_interval, name=where
         )
 
-    def _run(self, what: str, work: Callable[[Any], T], *, transaction: bool = True) -> T:
+    def _run(self, what: str, work: Callable[[Any], T], *, transaction: bool = True, read: bool = False) -> T:
+        """``work(conn)`` in one transaction (or, without ``transaction``, as one statement); a ``read``
+        changes nothing, so a store may run it again when its connection was lost under it."""
         raise NotImplementedError
 
     def _write_chain(self, batch: list[ChainRecord]) -> None:
@@ -358,11 +360,11 @@ class SQLStore:
 
     def _one(self, what: str, sql: str, args: Sequence[Any] = ()) -> Any:
         statement = self._sql(sql)
-        return self._run(what, lambda conn: conn.execute(statement, args).fetchone(), transaction=False)
+        return self._run(what, lambda conn: conn.execute(statement, args).fetchone(), transaction=False, read=True)
 
     def _all(self, what: str, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         statement = self._sql(sql)
-        return self._run(what, lambda conn: conn.execute(statement, args).fetchall(), transaction=False)
+        return self._run(what, lambda conn: conn.execute(statement, args).fetchall(), transaction=False, read=True)
 
     # ------------------------------------------------------------------------------------- sessions
 

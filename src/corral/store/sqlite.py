@@ -152,7 +152,8 @@ class SQLiteStore(SQLStore):
                 _rollback_quietly(conn)
                 raise
 
-    def _run(self, what: str, work: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
+    def _run(self, what: str, work: Callable[[sqlite3.Connection], T], *, transaction: bool = True,
+             read: bool = False) -> T:
         with (self._transaction(what) if transaction else self._read(what)) as conn:
             return work(conn)
 
