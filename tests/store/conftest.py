@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from corral.store.memory import MemoryStore
+from tests.store.relay import relayed  # noqa: F401 - a fixture: the PostgreSQL tests through a relay
 
 
 class Backend:

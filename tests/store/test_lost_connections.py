@@ -3,114 +3,25 @@
 The store checks a pooled connection without a round trip (a dropped one has its goodbye waiting on the
 socket), so a connection that dies a moment after that check is met by the write itself. These tests put
 a real TCP relay between the store and a real PostgreSQL and cut one connection at the moment that
-matters: as the write goes out (the server never sees it), as the server's first answer comes back (the
-transaction begun, nothing committed), and as its last answer comes back (committed, the answer lost).
+matters: as the write goes out (the server never sees it), as an answer before its COMMIT's comes back
+(the transaction begun, nothing committed), and as its COMMIT's answer comes back (committed, the answer
+lost).
 """
 
 from __future__ import annotations
 
-import socket
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from corral import Blocked, Governor
 from corral.errors import StoreError
 from corral.store.audit import verify_chain
+from corral.store.protocol import Reserve
 
-# A durable write's answers from the server before its COMMIT's: the locks it read (the relay lets them through).
-ANSWERS_BEFORE_COMMIT = 1
-
-
-class Relay:
-    """A TCP relay to PostgreSQL that can cut one connection, once: ``cut("request")`` drops the next
-    request any connection sends (and the connection); ``cut("answer", after=n)`` lets that connection's
-    request through, lets ``n`` answers back, then drops the next answer and the connection."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.plan: tuple[str, int] | None = None
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def cut(self, when: str, *, after: int = 0) -> None:
-        with self.lock:
-            self.plan = (when, after)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            link = {"answers_left": None}
-            threading.Thread(target=self._requests, args=(client, server, link), daemon=True).start()
-            threading.Thread(target=self._answers, args=(server, client, link), daemon=True).start()
-
-    def _requests(self, client: socket.socket, server: socket.socket, link: dict[str, Any]) -> None:
-        while data := _recv(client):
-            with self.lock:
-                plan, self.plan = self.plan, None
-                if plan is not None and plan[0] == "answer":
-                    link["answers_left"] = plan[1]
-            if plan is not None and plan[0] == "request":
-                self._drop(client, server)
-                return
-            server.sendall(data)
-        self._drop(client, server)
-
-    def _answers(self, server: socket.socket, client: socket.socket, link: dict[str, Any]) -> None:
-        while data := _recv(server):
-            with self.lock:
-                left = link["answers_left"]
-                if left is not None:
-                    link["answers_left"] = left - 1
-            if left == 0:
-                self._drop(client, server)
-                return
-            try:
-                client.sendall(data)
-            except OSError:
-                break
-        self._drop(client, server)
-
-    def _drop(self, *socks: socket.socket) -> None:
-        with self.lock:
-            self.cuts += 1
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-def _recv(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(65536)
-    except OSError:
-        return b""
-
-
-@pytest.fixture
-def relayed(pg_url: str) -> Any:
-    """(relay, the test's store URL through the relay)."""
-    parts = urlsplit(pg_url)
-    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
-    netloc = f"{parts.username}@127.0.0.1:{relay.port}" if parts.username else f"127.0.0.1:{relay.port}"
-    yield relay, urlunsplit(parts._replace(netloc=netloc))
-    relay.close()
+LATER = datetime.now(UTC) + timedelta(days=1)
 
 
 def _store(url: str) -> Any:
@@ -132,18 +43,22 @@ def test_a_write_cut_on_its_way_out_runs_once_on_a_fresh_connection(relayed: Any
     store.close()
 
 
-def test_a_write_cut_at_its_first_answer_is_rolled_back_and_run_once_more(relayed: Any) -> None:
+def test_a_write_cut_at_an_answer_before_its_commit_is_rolled_back_and_run_once_more(relayed: Any) -> None:
     relay, url = relayed
     store = _store(url)
     store.append("s1", {"id": "r1"})
-    expires = datetime.now(UTC) + timedelta(hours=1)
+    # a session this store has not written yet: its head is locked and read first (a round trip of its own)
     relay.cut("answer")
-    rid = store.reserve([("agent:a", Decimal(1))], Decimal("0.25"), expires)
-    assert rid is not None and relay.cuts >= 1
-    assert store.usage(["agent:a"]) == [(Decimal(0), Decimal("0.25"))]  # reserved once, not twice
+    store.append("s2", {"id": "a1"})
+    assert relay.cuts >= 1
+    assert [r["id"] for r in store.records("s2")] == ["a1"]
+    assert verify_chain(store.records("s2"), store.head("s2"))[0]
+    # two reservations in one batch: the ledger rows are locked and read first
     relay.cut("answer")
-    store.append("s1", {"id": "r2"})
-    assert [r["id"] for r in store.records("s1")] == ["r1", "r2"]
+    first, second = store.batch([Reserve([("agent:a", Decimal(1))], Decimal("0.25"), LATER),
+                                 Reserve([("agent:a", Decimal(1))], Decimal("0.5"), LATER)])
+    assert first and second
+    assert store.usage(["agent:a"]) == [(Decimal(0), Decimal("0.75"))]  # reserved once each, not twice
     store.close()
 
 
@@ -151,7 +66,7 @@ def test_a_write_whose_commit_answer_is_lost_is_an_error_never_a_second_copy(rel
     relay, url = relayed
     store = _store(url)
     store.append("s1", {"id": "r1"})
-    relay.cut("answer", after=ANSWERS_BEFORE_COMMIT)
+    relay.cut("answer")  # the head is the one this store wrote: the write is one round trip, its COMMIT's
     with pytest.raises(StoreError, match="PostgreSQL store"):
         store.append("s1", {"id": "r2"})
     records = store.records("s1")
@@ -159,6 +74,10 @@ def test_a_write_whose_commit_answer_is_lost_is_an_error_never_a_second_copy(rel
     assert verify_chain(records, store.head("s1"))[0]
     store.append("s1", {"id": "r3"})
     assert [r["id"] for r in store.records("s1")] == ["r1", "r2", "r3"]
+    relay.cut("answer")
+    with pytest.raises(StoreError, match="reserve failed"):
+        store.reserve([("agent:a", Decimal(1))], Decimal("0.25"), LATER)
+    assert store.usage(["agent:a"]) == [(Decimal(0), Decimal("0.25"))]  # committed once, not run again
     store.close()
 
 
@@ -200,7 +119,7 @@ def test_a_call_whose_decision_commit_answer_is_lost_is_blocked_and_says_so(rela
     gov.register("wipe", lambda: ran.append("wipe"), effect="irreversible")
     s = gov.session("alice")
     s.call("wipe")
-    relay.cut("answer", after=ANSWERS_BEFORE_COMMIT)
+    relay.cut("answer")  # the decision's batch is one round trip: its COMMIT's answer is the one lost
     with pytest.raises(Blocked) as refused:
         s.call("wipe")
     assert "PostgreSQL store" in refused.value.reason

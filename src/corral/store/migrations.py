@@ -47,6 +47,12 @@ Version 5 is what the console needs:
                   principal's token at sign-in, when) and when it runs out (microseconds, as ``leases``)
 - ``sessions``    gains an index for listing by ``stop_reason``, newest first
 
+Version 6 lets a PostgreSQL write check its own conditions in the same round trip as its COMMIT:
+
+- ``corral_require(ok, code, message)`` raises ``message`` with SQLSTATE ``code`` unless ``ok`` is true
+  (a reservation without room, a call already closed, a chain head another writer moved: the whole
+  transaction rolls back). SQLite needs nothing: its writes read their rows in-process.
+
 JSON documents are TEXT on both databases, so what was written is exactly what is read back.
 """
 
@@ -237,6 +243,13 @@ _V5_POSTGRES = (
     "CREATE INDEX sessions_stop_reason_newest ON sessions (stop_reason, created, id)",
 )
 
+# Version 6: a PostgreSQL write that checks its conditions in the statement that writes (one round trip).
+_V6_POSTGRES = (
+    "CREATE OR REPLACE FUNCTION corral_require(ok boolean, code text, message text) RETURNS boolean"
+    " LANGUAGE plpgsql AS $$ BEGIN IF ok IS NOT TRUE THEN RAISE EXCEPTION USING ERRCODE = code,"
+    " MESSAGE = message; END IF; RETURN true; END $$",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: sessions, audit chain and heads, budget ledger, approvals, transaction log",
               _V1_SQLITE, _V1_POSTGRES),
@@ -248,6 +261,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _V4_SQLITE, _V4_POSTGRES),
     Migration(5, "the console: sign-ins (hashed ids, expiring), session listing by stop reason",
               _V5_SQLITE, _V5_POSTGRES),
+    Migration(6, "PostgreSQL writes check their conditions in the same round trip (corral_require)",
+              (), _V6_POSTGRES),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

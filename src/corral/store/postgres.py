@@ -14,6 +14,7 @@ the locks go out in one round trip, every write and the COMMIT in a second.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import threading
@@ -56,10 +57,26 @@ except ImportError:  # pragma: no cover - psycopg is a dependency
 
 log = get_logger("corral.store")
 
+
+def _not_an_echo(record: logging.LogRecord) -> bool:
+    """psycopg warns "error ignored terminating <Pipeline>: pipeline aborted" when a pipeline ends on an
+    error already raised to its caller (a reservation without room, say): an echo of it, not news."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (record.msg == "error ignored terminating %r: %s" and len(args) == 2
+                and psycopg is not None and isinstance(args[1], psycopg.errors.PipelineAborted))
+
+
+if psycopg is not None:
+    logging.getLogger("psycopg").addFilter(_not_an_echo)
+
 T = TypeVar("T")
 
 # A transaction that failed only because it lost a race is rolled back whole; running it again is safe.
 _RETRYABLE = ("40001", "40P01")  # serialization_failure, deadlock_detected
+# Raised by ``corral_require`` (schema version 6) inside a write, which then rolls back whole:
+_DOES_NOT_FIT = "CR001"  # a reservation without room, a call already closed: the batch writes nothing
+_HEAD_MOVED = "CR002"  # another writer appended to a session since this process last did: read the heads
+_KNOWN_HEADS = 4096  # sessions whose chain head this process remembers (the last ones it wrote)
 
 
 class PostgresStore(SQLStore):
@@ -105,6 +122,9 @@ class PostgresStore(SQLStore):
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
+        # each session's (seq, head) as this process last wrote it: a write seals onto it without reading
+        # the head first, and the statement that moves the head checks it is still there (else _HEAD_MOVED)
+        self._heads: dict[str, tuple[int, str]] = {}
         self._migrate()
 
     def __repr__(self) -> str:
@@ -183,7 +203,12 @@ class PostgresStore(SQLStore):
                         try_.started = True
                         return work(conn)
             except psycopg.Error as exc:
-                if attempt < 3 and (getattr(exc, "sqlstate", None) in _RETRYABLE
+                state = getattr(exc, "sqlstate", None)
+                if state == _DOES_NOT_FIT:
+                    raise DoesNotFit from None
+                if state == _HEAD_MOVED:
+                    self._heads.clear()  # the next try reads the heads it needs
+                if attempt < 3 and (state in _RETRYABLE or state == _HEAD_MOVED
                                     or (try_.lost() and (read or self._not_started(what, try_, landed)))):
                     continue
                 raise self._fault(what, exc) from exc
@@ -264,11 +289,33 @@ class PostgresStore(SQLStore):
     # ------------------------------------------------------------------------------------ audit chain
 
     def _write_chain(self, batch: list[ChainRecord]) -> None:
+        moved: dict[str, tuple[int, str]] = {}
+
         def work(conn: Any) -> None:
-            self._seal_chain(conn, batch, self._lock_heads(conn, batch).fetchall())
+            moved.update(self._seal_chain(conn, batch, self._chain_heads(conn, batch)))
 
         self._run(f"appending {len(batch)} record(s) to the audit chain", work, pipeline=True,
                   landed=_landed(batch, []))
+        self._remember(moved)
+
+    def _chain_heads(self, conn: Any, batch: Sequence[ChainRecord]) -> list[tuple[str, int, str]]:
+        """Each session's ``(session_id, seq, head)`` to seal ``batch`` onto: as this process last wrote
+        them (no round trip; the sealing statement checks them), else locked and read (one round trip)."""
+        known = []
+        for sid in sorted({item.session_id for item in batch}):
+            head = self._heads.get(sid)
+            if head is None:
+                return self._lock_heads(conn, batch).fetchall()
+            known.append((sid, *head))
+        return known
+
+    def _remember(self, heads: dict[str, tuple[int, str]]) -> None:
+        """The heads a committed write left (the oldest forgotten past ``_KNOWN_HEADS``)."""
+        for sid, head in heads.items():
+            self._heads.pop(sid, None)
+            self._heads[sid] = head
+        while len(self._heads) > _KNOWN_HEADS:
+            self._heads.pop(next(iter(self._heads)), None)
 
     @staticmethod
     def _lock_heads(conn: Any, batch: Sequence[ChainRecord]) -> Any:
@@ -280,10 +327,14 @@ class PostgresStore(SQLStore):
             (sorted({item.session_id for item in batch}),),
         )
 
-    def _seal_chain(self, conn: Any, batch: list[ChainRecord], rows: list[tuple[Any, ...]]) -> None:
-        """Seal ``batch`` onto the heads locked by ``_lock_heads``: one statement, the records in and the
-        heads moved on (nothing to wait for: in a pipeline it goes out with the commit)."""
-        heads = {sid: (int(seq), str(head)) for sid, seq, head in rows}
+    def _seal_chain(self, conn: Any, batch: list[ChainRecord], rows: Sequence[tuple[Any, ...]]
+                    ) -> dict[str, tuple[int, str]]:
+        """Seal ``batch`` onto ``rows`` — the heads locked by ``_lock_heads``, or the ones this process
+        last wrote — in one statement that moves each head only from where ``rows`` says it is (else
+        ``_HEAD_MOVED``: nothing is written) and adds the records. Nothing to wait for: in a pipeline it
+        goes out with the commit. Returns the heads it leaves."""
+        start = {sid: (int(seq), str(head)) for sid, seq, head in rows}
+        heads = dict(start)
         audit = []
         for item in batch:
             seq, prev = heads[item.session_id]
@@ -292,19 +343,29 @@ class PostgresStore(SQLStore):
             heads[item.session_id] = (seq + 1, digest)
         sids = list(heads)
         conn.execute(
-            "WITH added AS (INSERT INTO audit (session_id, seq, record_id, prev, hash, record) "
-            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])) "
-            "UPDATE heads AS h SET seq = n.seq, head = n.head, hmac = n.hmac "
-            "FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[]) AS n(session_id, seq, head, hmac) "
-            "WHERE h.session_id = n.session_id",
+            "WITH moved AS (UPDATE heads AS h SET seq = n.seq, head = n.head, hmac = n.hmac "
+            "FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[]) "
+            "AS n(session_id, seq, head, hmac, was_seq, was_head) "
+            "WHERE h.session_id = n.session_id AND h.seq = n.was_seq AND h.head = n.was_head "
+            "RETURNING h.session_id), "
+            "added AS (INSERT INTO audit (session_id, seq, record_id, prev, hash, record) "
+            "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+            "WHERE (SELECT count(*) FROM moved) = %s) "
+            "SELECT corral_require((SELECT count(*) FROM moved) = %s, %s, 'corral: a chain head moved')",
             (
-                *([row[i] for row in audit] for i in range(6)),
                 sids,
                 [heads[sid][0] for sid in sids],
                 [heads[sid][1] for sid in sids],
                 [head_signature(self._key, sid, heads[sid][1]) for sid in sids],
+                [start[sid][0] for sid in sids],
+                [start[sid][1] for sid in sids],
+                *([row[i] for row in audit] for i in range(6)),
+                len(sids),
+                len(sids),
+                _HEAD_MOVED,
             ),
         )
+        return heads
 
     # ------------------------------------------------------------------------------------ the ledger
 
@@ -342,7 +403,43 @@ class PostgresStore(SQLStore):
         self._run("settle", lambda conn: self._ledger_in(conn, [op]), pipeline=True)
 
     def _ledger_in(self, conn: Any, ops: Sequence[ReserveRow | Settle]) -> None:
-        self._charge(conn, ops, self._lock_ledger(conn, ops).fetchall())
+        if len(ops) == 1 and _plain(ops[0]):
+            self._ledger_one(conn, ops[0])
+        else:
+            self._charge(conn, ops, self._lock_ledger(conn, ops).fetchall())
+
+    @staticmethod
+    def _ledger_one(conn: Any, op: ReserveRow | Settle) -> None:
+        """One reservation or settlement, its rows locked in the order every ledger writer uses, checked
+        and written by the server — nothing for the client to read, so it costs no round trip of its own
+        in a pipeline. A reservation without room raises ``_DOES_NOT_FIT`` (the transaction rolls back)."""
+        if isinstance(op, Settle):
+            conn.execute("SELECT 1 FROM reservations WHERE id = %s FOR UPDATE", (op.reservation_id,))
+            conn.execute(
+                "SELECT 1 FROM budget_scopes WHERE key = ANY(SELECT unnest(scopes) FROM reservations WHERE id = %s) "
+                "ORDER BY key FOR UPDATE", (op.reservation_id,))
+            conn.execute(
+                "WITH gone AS (DELETE FROM reservations WHERE id = %s RETURNING scopes, amount) "
+                "UPDATE budget_scopes AS b SET spent = b.spent + %s, reserved = b.reserved - g.amount "
+                "FROM (SELECT unnest(scopes) AS key, amount FROM gone) AS g WHERE b.key = g.key",
+                (op.reservation_id, op.actual))
+            return
+        keys = sorted(op.keys)
+        conn.execute(
+            "INSERT INTO budget_scopes (key) SELECT k FROM unnest(%b::text[]) AS k ORDER BY k "
+            "ON CONFLICT (key) DO UPDATE SET spent = budget_scopes.spent", (keys,))
+        # the test of _charge: room for the amount under every limit, and no gate reached before it
+        conn.execute(
+            "WITH room AS (UPDATE budget_scopes AS b SET reserved = b.reserved + %(amount)s "
+            "FROM unnest(%(keys)b::text[], %(limits)b::numeric[]) AS w(key, lim) WHERE b.key = w.key "
+            "AND b.spent + b.reserved + %(amount)s <= w.lim "
+            "AND (%(gate)s::numeric IS NULL OR b.spent + b.reserved < %(gate)s::numeric * w.lim) RETURNING b.key), "
+            "held AS (INSERT INTO reservations (id, scopes, amount, expires_at) "
+            "SELECT %(rid)s, %(scopes)b::text[], %(amount)s, %(expires)s WHERE (SELECT count(*) FROM room) = %(n)s) "
+            "SELECT corral_require((SELECT count(*) FROM room) = %(n)s, %(code)s, 'corral: no room for it')",
+            {"amount": op.amount, "keys": [key for key, _ in op.limits], "limits": [limit for _, limit in op.limits],
+             "gate": op.gate, "rid": op.rid, "scopes": op.keys, "expires": op.expires_at, "n": len(op.limits),
+             "code": _DOES_NOT_FIT})
 
     @staticmethod
     def _lock_ledger(conn: Any, ops: Sequence[ReserveRow | Settle]) -> Any:
@@ -440,28 +537,37 @@ class PostgresStore(SQLStore):
     # ------------------------------------------------------------------------------- the unit of work
 
     def _write_batch(self, what: str, prepared: list[Any], chain: list[ChainRecord]) -> list[Any]:
-        """The batch in one transaction, in two round trips.
+        """The batch in one transaction, in one round trip when it can be, else two.
 
         Rows are locked in one order for every writer — the settled reservations, the budget scopes
         (sorted), the sessions' heads (sorted, as ``append`` locks them), the transactions' step logs
-        (sorted) — so batches never deadlock with each other or with the single operations. The ledger
-        and head locks go out together (the first round trip); every write and the COMMIT follow in one
-        pipeline (the second). Raises ``DoesNotFit`` (rolled back) when a reservation does not fit.
+        (sorted) — so batches never deadlock with each other or with the single operations. The usual
+        batch — one reservation or settlement, sessions whose heads this process wrote last — is checked
+        by the server in the statements that write it, so it all goes out with the COMMIT: one round
+        trip. Otherwise the ledger and head locks go out together first, and what they read decides the
+        writes (a second round trip). Raises ``DoesNotFit`` (rolled back) when a reservation does not
+        fit or a call to close is not open.
         """
         ledger = [p for p in prepared if isinstance(p, ReserveRow | Settle)]
         logged = sorted({p.tx_id for p in prepared if isinstance(p, StepRow)})
 
         closing = [p for p in prepared if isinstance(p, CloseCall)]
 
+        moved: dict[str, tuple[int, str]] = {}
+
         def work(conn: Any) -> list[Any]:
             for p in closing:  # first: a call finished elsewhere already stops the batch before it writes
                 self._close_call_in(conn, p)
-            scopes = self._lock_ledger(conn, ledger) if ledger else None
-            heads = self._lock_heads(conn, chain) if chain else None
+            if len(ledger) == 1 and _plain(ledger[0]):  # the usual one: its rows locked, checked and written
+                self._ledger_one(conn, ledger[0])  # without a round trip of their own
+                scopes = None
+            else:
+                scopes = self._lock_ledger(conn, ledger) if ledger else None
+            heads = self._chain_heads(conn, chain) if chain else None
             if scopes is not None:
                 self._charge(conn, ledger, scopes.fetchall())
             if heads is not None:
-                self._seal_chain(conn, chain, heads.fetchall())
+                moved.update(self._seal_chain(conn, chain, heads))
             for tx_id in logged:
                 self._lock_step_log(conn, tx_id)
             results: list[Any] = []
@@ -482,7 +588,17 @@ class PostgresStore(SQLStore):
                     results.append(None)
             return results
 
-        return self._run(what, work, pipeline=True, landed=_landed(chain, prepared))
+        results = self._run(what, work, pipeline=True, landed=_landed(chain, prepared))
+        self._remember(moved)
+        return results
+
+    def _close_call_in(self, conn: Any, op: CloseCall) -> None:
+        """As the SQL stores do, checked by the server: nothing to read, so no round trip of its own."""
+        conn.execute(
+            "WITH gone AS (DELETE FROM open_calls WHERE id = %s RETURNING 1) "
+            "SELECT corral_require(EXISTS (SELECT 1 FROM gone), %s, 'corral: the call is not open')",
+            (op.call_id, _DOES_NOT_FIT),
+        )
 
     # ---------------------------------------------------------------------------------- transactions
 
@@ -539,6 +655,13 @@ class PostgresStore(SQLStore):
                     pool.close()
                 except Exception as exc:  # closing must not hide the flush's outcome
                     log.warning("corral: closing the pool of %s: %s", self._where, exc)
+
+
+def _plain(op: ReserveRow | Settle) -> bool:
+    """Can ``_ledger_one`` write it? A settlement; a reservation on distinct scopes with finite limits."""
+    if isinstance(op, Settle):
+        return True
+    return len(set(op.keys)) == len(op.keys) and all(limit.is_finite() for _, limit in op.limits)
 
 
 def _landed(chain: Sequence[ChainRecord], prepared: Sequence[Any]) -> Callable[[Any], bool] | None:
@@ -606,9 +729,12 @@ def _pipelined(conn: Any, work: Callable[[Any], T], try_: _Attempt) -> T:
             conn.execute("COMMIT")
         return result
     except BaseException:
+        # conn.rollback(), not execute("ROLLBACK"): psycopg reads a ROLLBACK it executes as a reason to
+        # forget the statements it prepared and deallocates them all at its next use of the connection —
+        # in the middle of the next pipeline, whose freshly prepared statements then "do not exist".
         with contextlib.suppress(psycopg.Error):
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
+                conn.rollback()
         raise
 
 
