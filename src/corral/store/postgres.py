@@ -7,8 +7,11 @@ the rows are locked first: a session's head row for the audit chain, every budge
 in sorted key order, so two reservations never deadlock — for a reservation, an approval's row for
 its compare-and-set. Amounts are ``NUMERIC``; JSON documents are ``TEXT``, read back exactly as written.
 
-The hot writes (``batch``, ``reserve``, ``settle``, ``log_step``, the audit chain) run as pipelines:
-the locks go out in one round trip, every write and the COMMIT in a second.
+The hot writes (``batch``, ``reserve``, ``settle``, ``log_step``, the audit chain) run as pipelines,
+BEGIN to COMMIT in one round trip when nothing has to be read first: a write seals onto the chain head
+this process last wrote (the statement that moves the head checks it is still there), and one
+reservation's room is checked by the statement that takes it (``corral_require``, schema version 6).
+Otherwise the locks go out in one round trip, every write and the COMMIT in a second.
 """
 
 from __future__ import annotations
@@ -292,6 +295,7 @@ class PostgresStore(SQLStore):
         moved: dict[str, tuple[int, str]] = {}
 
         def work(conn: Any) -> None:
+            moved.clear()  # a try that failed left nothing
             moved.update(self._seal_chain(conn, batch, self._chain_heads(conn, batch)))
 
         self._run(f"appending {len(batch)} record(s) to the audit chain", work, pipeline=True,
@@ -556,6 +560,7 @@ class PostgresStore(SQLStore):
         moved: dict[str, tuple[int, str]] = {}
 
         def work(conn: Any) -> list[Any]:
+            moved.clear()  # a try that failed left nothing
             for p in closing:  # first: a call finished elsewhere already stops the batch before it writes
                 self._close_call_in(conn, p)
             if len(ledger) == 1 and _plain(ledger[0]):  # the usual one: its rows locked, checked and written
