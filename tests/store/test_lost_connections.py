@@ -10,6 +10,7 @@ lost).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -131,3 +132,20 @@ def test_a_call_whose_decision_commit_answer_is_lost_is_blocked_and_says_so(rela
     assert [r["decision"] for r in last] == ["allowed", "blocked"]
     assert "could not be stored" in last[1]["reason"]
     gov.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_lent(pg_url: str) -> None:
+    """The server ends idle sessions after 300 ms here: its goodbye waits on the socket, so the pool's
+    connection is replaced before it is lent, and every call after the pause succeeds."""
+    from corral.store.postgres import PostgresStore
+
+    url = pg_url.replace("options=", "options=-cidle_session_timeout%3D300%20", 1)
+    store = PostgresStore(url, pool_size=1)
+    store.append("s1", {"id": "r1"})
+    time.sleep(0.8)
+    store.append("s1", {"id": "r2"})
+    store.reserve([("agent:a", Decimal(1))], Decimal("0.25"), LATER)
+    time.sleep(0.8)
+    assert [r["id"] for r in store.records("s1")] == ["r1", "r2"]
+    assert store.usage(["agent:a"]) == [(Decimal(0), Decimal("0.25"))]
+    store.close()
