@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.registry import Run, Skip, Target, Versus, case
-from benchmarks.timing import Stats
+from benchmarks.timing import Stats, process_env
 
 ENFORCEMENT = "enforcement points"
 MCP_DIRECT = "MCP tools/call, straight to mcp-server-time"
@@ -152,9 +152,10 @@ def _time_processes(command: list[str], stdin: bytes, count: int, warmup: int, c
                     check: Any = None) -> list[float]:
     """``count`` timed runs of ``command`` (spawn to exit, its answer read), in ns each."""
     out = []
+    environment = process_env()
     for i in range(warmup + count):
         t0 = time.perf_counter_ns()
-        done = subprocess.run(command, input=stdin, capture_output=True, cwd=cwd, timeout=60)
+        done = subprocess.run(command, input=stdin, capture_output=True, cwd=cwd, env=environment, timeout=60)
         elapsed = time.perf_counter_ns() - t0
         if check is not None:
             check(done)

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from benchmarks.registry import Run, Skip, Versus, case
-from benchmarks.timing import Stats
+from benchmarks.timing import Stats, process_env
 
 SERVER = "corral serve"
 CLIENTS = 8
@@ -265,7 +265,7 @@ def python_start(run: Run) -> list[float]:
 def _spawn(command: list[str], stdin: bytes, count: int, cwd: Path, env: dict[str, str],
            check: Any = None) -> list[float]:
     out = []
-    environment = {**os.environ, **env}
+    environment = process_env(env)
     for i in range(2 + count):
         t0 = time.perf_counter_ns()
         done = subprocess.run(command, input=stdin, capture_output=True, cwd=cwd, env=environment, timeout=60)

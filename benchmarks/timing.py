@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,3 +115,12 @@ def percentile(ordered: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def process_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a timed process runs in: this one, as on a user's machine — Python writes the
+    bytecode it compiles (the untimed warm-up runs write it, the timed runs read it), whatever this
+    shell says about ``PYTHONDONTWRITEBYTECODE`` — plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra or {})
+    return env
