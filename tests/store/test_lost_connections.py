@@ -25,6 +25,11 @@ from corral.store.protocol import Reserve
 LATER = datetime.now(UTC) + timedelta(days=1)
 
 
+def _ids(store: Any, session_id: str) -> list[str]:
+    """The ids of a session's chain, in order."""
+    return [r["id"] for r in store.records(session_id)]
+
+
 def _store(url: str) -> Any:
     from corral.store.postgres import PostgresStore
 
@@ -52,7 +57,7 @@ def test_a_write_cut_at_an_answer_before_its_commit_is_rolled_back_and_run_once_
     relay.cut("answer")
     store.append("s2", {"id": "a1"})
     assert relay.cuts >= 1
-    assert [r["id"] for r in store.records("s2")] == ["a1"]
+    assert _ids(store, "s2") == ["a1"]
     assert verify_chain(store.records("s2"), store.head("s2"))[0]
     # two reservations in one batch: the ledger rows are locked and read first
     relay.cut("answer")
@@ -74,7 +79,7 @@ def test_a_write_whose_commit_answer_is_lost_is_an_error_never_a_second_copy(rel
     assert [r["id"] for r in records] == ["r1", "r2"]  # it did commit: once
     assert verify_chain(records, store.head("s1"))[0]
     store.append("s1", {"id": "r3"})
-    assert [r["id"] for r in store.records("s1")] == ["r1", "r2", "r3"]
+    assert _ids(store, "s1") == ["r1", "r2", "r3"]
     relay.cut("answer")
     with pytest.raises(StoreError, match="reserve failed"):
         store.reserve([("agent:a", Decimal(1))], Decimal("0.25"), LATER)
@@ -87,7 +92,7 @@ def test_a_read_cut_under_it_is_read_again(relayed: Any) -> None:
     store = _store(url)
     store.append("s1", {"id": "r1"})
     relay.cut("request")
-    assert [r["id"] for r in store.records("s1")] == ["r1"]
+    assert _ids(store, "s1") == ["r1"]
     assert relay.cuts >= 1
     store.close()
 
@@ -146,6 +151,6 @@ def test_a_connection_the_server_closed_while_idle_is_not_lent(pg_url: str) -> N
     store.append("s1", {"id": "r2"})
     store.reserve([("agent:a", Decimal(1))], Decimal("0.25"), LATER)
     time.sleep(0.8)
-    assert [r["id"] for r in store.records("s1")] == ["r1", "r2"]
+    assert _ids(store, "s1") == ["r1", "r2"]
     assert store.usage(["agent:a"]) == [(Decimal(0), Decimal("0.25"))]
     store.close()

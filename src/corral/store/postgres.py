@@ -219,7 +219,7 @@ class PostgresStore(SQLStore):
 
     def _not_started(self, what: str, try_: _Attempt, landed: Callable[[Any], bool] | None) -> bool:
         """May a transaction lost with its connection be run again? Only if the server never started it."""
-        if try_.started:
+        if try_.begun():
             return False
         if landed is None or try_.conn is None:
             return True
@@ -407,8 +407,8 @@ class PostgresStore(SQLStore):
         self._run("settle", lambda conn: self._ledger_in(conn, [op]), pipeline=True)
 
     def _ledger_in(self, conn: Any, ops: Sequence[ReserveRow | Settle]) -> None:
-        if len(ops) == 1 and _plain(ops[0]):
-            self._ledger_one(conn, ops[0])
+        if (single := _single(ops)) is not None:
+            self._ledger_one(conn, single)
         else:
             self._charge(conn, ops, self._lock_ledger(conn, ops).fetchall())
 
@@ -563,8 +563,8 @@ class PostgresStore(SQLStore):
             moved.clear()  # a try that failed left nothing
             for p in closing:  # first: a call finished elsewhere already stops the batch before it writes
                 self._close_call_in(conn, p)
-            if len(ledger) == 1 and _plain(ledger[0]):  # the usual one: its rows locked, checked and written
-                self._ledger_one(conn, ledger[0])  # without a round trip of their own
+            if (single := _single(ledger)) is not None:  # the usual one: locked, checked and written
+                self._ledger_one(conn, single)  # without a round trip of its own
                 scopes = None
             else:
                 scopes = self._lock_ledger(conn, ledger) if ledger else None
@@ -662,11 +662,16 @@ class PostgresStore(SQLStore):
                     log.warning("corral: closing the pool of %s: %s", self._where, exc)
 
 
-def _plain(op: ReserveRow | Settle) -> bool:
-    """Can ``_ledger_one`` write it? A settlement; a reservation on distinct scopes with finite limits."""
-    if isinstance(op, Settle):
-        return True
-    return len(set(op.keys)) == len(op.keys) and all(limit.is_finite() for _, limit in op.limits)
+def _single(ops: Sequence[ReserveRow | Settle]) -> ReserveRow | Settle | None:
+    """The one ledger operation ``_ledger_one`` can write — a settlement, or a reservation on distinct
+    scopes with finite limits — else None (none, several, or one the client must check)."""
+    if len(ops) != 1:
+        return None
+    op = ops[0]
+    if isinstance(op, Settle) or (len(set(op.keys)) == len(op.keys)
+                                  and all(limit.is_finite() for _, limit in op.limits)):
+        return op
+    return None
 
 
 def _landed(chain: Sequence[ChainRecord], prepared: Sequence[Any]) -> Callable[[Any], bool] | None:
@@ -697,15 +702,15 @@ class _Attempt:
     def __init__(self) -> None:
         self.conn: Any = None
         self.began: Any = None  # the pipelined BEGIN's cursor
-        self.started = False
+        self.started = False  # set where no pipelined BEGIN tells it
 
     def lost(self) -> bool:
         """Did the connection die under this try (rather than the server refusing a statement)?"""
-        if self.conn is None or not (self.conn.broken or self.conn.closed):
-            return False
-        if self.began is not None and self.began.pgresult is not None:
-            self.started = True  # BEGIN was answered: the server had started the transaction
-        return True
+        return self.conn is not None and (self.conn.broken or self.conn.closed)
+
+    def begun(self) -> bool:
+        """Had the server started the transaction: its BEGIN answered (or, for a lone write, maybe run)?"""
+        return self.started or (self.began is not None and self.began.pgresult is not None)
 
 
 def _looks_alive(conn: Any) -> bool:
